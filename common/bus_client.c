@@ -1,0 +1,678 @@
+/*  bus_client: asynchronous calls through the broker (see bus_client.h and
+    docs/bus.md). Each call keeps its packed request so it can be sent again;
+    each sending is an attempt with its own number inside the request id, so
+    a late reply to an abandoned attempt is recognised and dropped. Timers
+    (deadlines, retry backoff) live in a binary heap with lazy deletion: an
+    entry whose time no longer matches its call's timer is skipped. */
+#include "bus_client.h"
+#include "bus_proto.h"
+#include "clock.h"
+#include "curve.h"
+#include "log.h"
+#include "u64map.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <sodium.h>
+#include <string.h>
+
+#define DEFAULT_TIMEOUT_MS 5000
+#define BACKOFF_FIRST_MS 20
+#define BACKOFF_MAX_MS 1000
+#define ID_LEN 12               /* call id (8) + attempt (4), big-endian */
+
+typedef struct {
+    uint64_t id;
+    uint32_t attempt;
+    char service[BUS_SERVICE_MAX + 1];
+    uint8_t *request;           /* packed bus.Request */
+    size_t request_len;
+    int64_t deadline;           /* monotonic ms */
+    int64_t timer_at;           /* when the heap should wake us for this call */
+    int state;                  /* CALL_SENT, CALL_BACKOFF, CALL_FAILED */
+    int retryable;
+    const char *fail_message;   /* for CALL_FAILED */
+    bus_reply_fn *callback;
+    void *arg;
+} call_t;
+
+enum { CALL_SENT = 1, CALL_BACKOFF, CALL_FAILED };
+
+typedef struct {
+    int64_t at;
+    uint64_t id;
+} timer_t_;
+
+struct bus_client_t {
+    zsock_t *sock;
+    void *handle;               /* zsock_resolve (sock) */
+    u64map_t *calls;
+    timer_t_ *heap;
+    size_t heap_len, heap_cap;
+    uint64_t next_id;
+    int heartbeat_ms;
+    int liveness;
+    int64_t last_recv;          /* monotonic ms of the last message from the broker */
+    int64_t next_heartbeat;
+    size_t sent;                /* calls in state CALL_SENT */
+    char broker[64];            /* broker instance from heartbeats */
+    log_limit_t drop_log;
+};
+
+/* --- timer heap --- */
+
+static void
+s_heap_push (bus_client_t *self, int64_t at, uint64_t id)
+{
+    if (self->heap_len == self->heap_cap) {
+        size_t cap = self->heap_cap ? self->heap_cap * 2 : 256;
+        timer_t_ *heap = realloc (self->heap, cap * sizeof *heap);
+        if (!heap)
+            return;     /* the call then ends at the next heap pass of a sibling */
+        self->heap = heap;
+        self->heap_cap = cap;
+    }
+    size_t i = self->heap_len++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (self->heap[parent].at <= at)
+            break;
+        self->heap[i] = self->heap[parent];
+        i = parent;
+    }
+    self->heap[i].at = at;
+    self->heap[i].id = id;
+}
+
+static void
+s_heap_pop (bus_client_t *self)
+{
+    timer_t_ last = self->heap[--self->heap_len];
+    size_t i = 0;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= self->heap_len)
+            break;
+        if (child + 1 < self->heap_len && self->heap[child + 1].at < self->heap[child].at)
+            child++;
+        if (self->heap[child].at >= last.at)
+            break;
+        self->heap[i] = self->heap[child];
+        i = child;
+    }
+    if (self->heap_len)
+        self->heap[i] = last;
+}
+
+static void
+s_call_timer (bus_client_t *self, call_t *call, int64_t at)
+{
+    call->timer_at = at;
+    s_heap_push (self, at, call->id);
+}
+
+/* --- construction --- */
+
+bus_client_t *
+bus_client_new (const bus_client_opts_t *opts)
+{
+    bus_client_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->heartbeat_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : 1000;
+    self->liveness = opts->liveness > 0 ? opts->liveness : 3;
+    self->calls = u64map_new ();
+    self->sock = zsock_new (ZMQ_DEALER);
+    if (!self->calls || !self->sock)
+        goto fail;
+    zsock_set_linger (self->sock, 0);
+    zsock_set_sndhwm (self->sock, 100000);
+    zsock_set_rcvhwm (self->sock, 100000);
+    zsock_set_maxmsgsize (self->sock, BUS_MAX_MESSAGE);
+    if (opts->curve_dir && *opts->curve_dir
+        && curve_client_setup (self->sock, opts->curve_dir, opts->curve_cert))
+        goto fail;
+    if (zsock_connect (self->sock, "%s", opts->endpoint)) {
+        log_error (NULL, "bus client cannot connect endpoint=%s", opts->endpoint);
+        goto fail;
+    }
+    self->handle = zsock_resolve (self->sock);
+    randombytes_buf (&self->next_id, sizeof self->next_id);
+    self->next_id = (self->next_id >> 16) | 1;  /* room to count, never 0 */
+    self->last_recv = clock_mono_ms ();
+    self->drop_log.burst = 5;
+    return self;
+fail:
+    bus_client_destroy (&self);
+    return NULL;
+}
+
+bus_client_t *
+bus_client_new_from_config (const config_t *cfg)
+{
+    bus_client_opts_t opts = {
+        .endpoint = config_str (cfg, "bus"),
+        .curve_dir = config_str (cfg, "curve"),
+        .curve_cert = config_str (cfg, "curve_cert"),
+        .heartbeat_ms = (int) config_int (cfg, "heartbeat_ms", 1000, 10, 60000, NULL),
+        .liveness = (int) config_int (cfg, "liveness", 3, 1, 100, NULL),
+    };
+    return bus_client_new (&opts);
+}
+
+static void
+s_call_free (call_t *call)
+{
+    free (call->request);
+    free (call);
+}
+
+void
+bus_client_destroy (bus_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    bus_client_t *self = *self_p;
+    if (self->calls) {
+        size_t cursor = 0;
+        uint64_t key;
+        void *value;
+        while (u64map_next (self->calls, &cursor, &key, &value))
+            s_call_free (value);
+        u64map_destroy (&self->calls);
+    }
+    zsock_destroy (&self->sock);
+    free (self->heap);
+    free (self);
+    *self_p = NULL;
+}
+
+/* --- sending --- */
+
+static int
+s_send_frame (void *handle, const void *data, size_t len, int more)
+{
+    return zmq_send (handle, data, len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0 ? -1 : 0;
+}
+
+/*  Sends the current attempt. A DEALER either takes the whole message or,
+    at its high-water mark, refuses the first frame: no partial messages. */
+static int
+s_transmit (bus_client_t *self, call_t *call, int64_t now)
+{
+    uint8_t id[ID_LEN];
+    for (int i = 0; i < 8; i++)
+        id[i] = (uint8_t) (call->id >> (56 - 8 * i));
+    for (int i = 0; i < 4; i++)
+        id[8 + i] = (uint8_t) (call->attempt >> (24 - 8 * i));
+    /*  The broker gives up a little before we do, so that its answer
+        (queued too long: unavailable) rather than our own timer decides. */
+    char ttl[24];
+    int64_t left = call->deadline - now;
+    left = left > 200 ? left - 50 : left * 3 / 4;
+    snprintf (ttl, sizeof ttl, "%lld", (long long) (left < 1 ? 1 : left));
+    uint8_t cmd = BUS_CLIENT_REQUEST;
+    if (s_send_frame (self->handle, "", 0, 1))
+        return -1;
+    s_send_frame (self->handle, BUS_CLIENT_HEADER, 5, 1);
+    s_send_frame (self->handle, &cmd, 1, 1);
+    s_send_frame (self->handle, call->service, strlen (call->service), 1);
+    s_send_frame (self->handle, id, ID_LEN, 1);
+    s_send_frame (self->handle, ttl, strlen (ttl), 1);
+    s_send_frame (self->handle, call->request, call->request_len, 0);
+    return 0;
+}
+
+static void
+s_heartbeat (bus_client_t *self)
+{
+    uint8_t cmd = BUS_CLIENT_HEARTBEAT;
+    if (s_send_frame (self->handle, "", 0, 1) == 0) {
+        s_send_frame (self->handle, BUS_CLIENT_HEADER, 5, 1);
+        s_send_frame (self->handle, &cmd, 1, 0);
+    }
+}
+
+static void
+s_set_state (bus_client_t *self, call_t *call, int state)
+{
+    if (call->state == CALL_SENT && state != CALL_SENT)
+        self->sent--;
+    if (call->state != CALL_SENT && state == CALL_SENT) {
+        if (self->sent == 0) {
+            /*  Liveness counts from the first call in flight. */
+            self->last_recv = clock_mono_ms ();
+            self->next_heartbeat = self->last_recv + self->heartbeat_ms;
+        }
+        self->sent++;
+    }
+    call->state = state;
+}
+
+static void
+s_fail_later (bus_client_t *self, call_t *call, const char *message, int64_t now)
+{
+    s_set_state (self, call, CALL_FAILED);
+    call->fail_message = message;
+    s_call_timer (self, call, now);
+}
+
+uint64_t
+bus_client_send (bus_client_t *self, const char *service, const char *method,
+                 const ProtobufCMessage *body, const bus_call_opts_t *opts,
+                 bus_reply_fn *callback, void *arg)
+{
+    static const bus_call_opts_t defaults = {0};
+    if (!opts)
+        opts = &defaults;
+    size_t service_len = strlen (service);
+    if (service_len == 0 || service_len > BUS_SERVICE_MAX)
+        return 0;
+    int timeout = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+    if (timeout > BUS_TTL_MAX_MS)
+        timeout = BUS_TTL_MAX_MS;
+
+    Bus__Request req = BUS__REQUEST__INIT;
+    req.method = (char *) method;
+    uint8_t small[512];
+    uint8_t *body_buf = NULL;
+    if (body) {
+        size_t len = protobuf_c_message_get_packed_size (body);
+        body_buf = len <= sizeof small ? small : malloc (len);
+        if (!body_buf)
+            return 0;
+        protobuf_c_message_pack (body, body_buf);
+        req.body.data = body_buf;
+        req.body.len = len;
+    }
+    req.caller = (Bus__Caller *) opts->caller;
+    req.trace_id = (char *) (opts->trace_id ? opts->trace_id : "");
+    req.idempotency_key = (char *) (opts->idempotency_key ? opts->idempotency_key : "");
+    req.deadline_ms = clock_now_ms () + timeout;
+
+    call_t *call = calloc (1, sizeof *call);
+    if (!call) {
+        if (body_buf != small)
+            free (body_buf);
+        return 0;
+    }
+    call->request_len = bus__request__get_packed_size (&req);
+    call->request = malloc (call->request_len ? call->request_len : 1);
+    if (!call->request) {
+        if (body_buf != small)
+            free (body_buf);
+        free (call);
+        return 0;
+    }
+    bus__request__pack (&req, call->request);
+    if (body_buf != small)
+        free (body_buf);
+
+    memcpy (call->service, service, service_len + 1);
+    call->id = self->next_id++;
+    call->retryable = (opts->flags & BUS_CALL_RETRY)
+                      || (opts->idempotency_key && *opts->idempotency_key);
+    call->callback = callback;
+    call->arg = arg;
+    int64_t now = clock_mono_ms ();
+    call->deadline = now + timeout;
+    if (u64map_put (self->calls, call->id, call)) {
+        s_call_free (call);
+        return 0;
+    }
+    if (s_transmit (self, call, now) == 0) {
+        s_set_state (self, call, CALL_SENT);
+        s_call_timer (self, call, call->deadline);
+    }
+    else
+        s_fail_later (self, call, "bus send queue is full", now);
+    return call->id;
+}
+
+void
+bus_client_cancel (bus_client_t *self, uint64_t id)
+{
+    call_t *call = u64map_remove (self->calls, id);
+    if (call) {
+        s_set_state (self, call, 0);
+        s_call_free (call);
+    }
+}
+
+int
+bus_client_fd (bus_client_t *self)
+{
+    return zsock_fd (self->sock);
+}
+
+size_t
+bus_client_pending (bus_client_t *self)
+{
+    return u64map_size (self->calls);
+}
+
+const char *
+bus_client_broker_instance (bus_client_t *self)
+{
+    return self->broker;
+}
+
+/* --- completing --- */
+
+static void
+s_finish (bus_client_t *self, call_t *call, const Bus__Reply *reply)
+{
+    u64map_remove (self->calls, call->id);
+    s_set_state (self, call, 0);
+    bus_reply_fn *callback = call->callback;
+    void *arg = call->arg;
+    s_call_free (call);
+    if (callback)
+        callback (arg, reply);
+}
+
+static void
+s_finish_unavailable (bus_client_t *self, call_t *call, const char *message)
+{
+    Bus__Reply reply = BUS__REPLY__INIT;
+    reply.status = ST_UNAVAILABLE;
+    reply.message = (char *) message;
+    s_finish (self, call, &reply);
+}
+
+/*  The call's attempt failed with `unavailable`: try again after a backoff
+    if it is safe and time remains, otherwise report. */
+static void
+s_retry_or_fail (bus_client_t *self, call_t *call, const Bus__Reply *reply, const char *why,
+                 int64_t now)
+{
+    if (call->retryable) {
+        int64_t backoff = BACKOFF_FIRST_MS << (call->attempt < 6 ? call->attempt : 6);
+        if (backoff > BACKOFF_MAX_MS)
+            backoff = BACKOFF_MAX_MS;
+        backoff = backoff / 2 + randombytes_uniform ((uint32_t) backoff / 2 + 1);
+        if (now + backoff < call->deadline) {
+            s_set_state (self, call, CALL_BACKOFF);
+            s_call_timer (self, call, now + backoff);
+            return;
+        }
+    }
+    if (reply)
+        s_finish (self, call, reply);
+    else
+        s_finish_unavailable (self, call, why);
+}
+
+/*  Every call sent before now is presumed lost (the broker restarted or
+    stopped answering). */
+static void
+s_calls_lost (bus_client_t *self, const char *why, int64_t now)
+{
+    call_t *lost[256];
+    size_t n;
+    do {
+        n = 0;
+        size_t cursor = 0;
+        uint64_t key;
+        void *value;
+        while (n < 256 && u64map_next (self->calls, &cursor, &key, &value)) {
+            call_t *call = value;
+            if (call->state == CALL_SENT)
+                lost[n++] = call;
+        }
+        for (size_t i = 0; i < n; i++) {
+            lost[i]->attempt++;     /* whatever the old attempt answers is stale */
+            s_retry_or_fail (self, lost[i], NULL, why, now);
+        }
+    } while (n == 256);
+}
+
+static void
+s_on_reply (bus_client_t *self, zmq_msg_t *frames, int count, int64_t now)
+{
+    /*  frames: "" PBC01 REPLY service id payload */
+    if (count != 6 || zmq_msg_size (&frames[4]) != ID_LEN)
+        goto drop;
+    const uint8_t *id = zmq_msg_data (&frames[4]);
+    uint64_t call_id = 0;
+    uint32_t attempt = 0;
+    for (int i = 0; i < 8; i++)
+        call_id = (call_id << 8) | id[i];
+    for (int i = 8; i < 12; i++)
+        attempt = (attempt << 8) | id[i];
+    call_t *call = u64map_get (self->calls, call_id);
+    if (!call || call->attempt != attempt || call->state != CALL_SENT)
+        return;         /* cancelled, timed out or superseded: not an error */
+    Bus__Reply *reply = bus__reply__unpack (NULL, zmq_msg_size (&frames[5]),
+                                            zmq_msg_data (&frames[5]));
+    if (!reply) {
+        s_finish_unavailable (self, call, "malformed reply from the bus");
+        return;
+    }
+    if (reply->status == ST_UNAVAILABLE) {
+        call->attempt++;
+        s_retry_or_fail (self, call, reply, NULL, now);
+    }
+    else
+        s_finish (self, call, reply);
+    bus__reply__free_unpacked (reply, NULL);
+    return;
+drop:;
+    unsigned long suppressed;
+    if (log_limit_allow (&self->drop_log, &suppressed))
+        log_warn (NULL, "bus client dropped a malformed message frames=%d suppressed=%lu", count,
+                  suppressed);
+}
+
+static void
+s_on_heartbeat (bus_client_t *self, zmq_msg_t *frames, int count, int64_t now)
+{
+    if (count < 4)
+        return;
+    size_t len = zmq_msg_size (&frames[3]);
+    if (len == 0 || len >= sizeof self->broker)
+        return;
+    char instance[64];
+    memcpy (instance, zmq_msg_data (&frames[3]), len);
+    instance[len] = 0;
+    if (self->broker[0] && strcmp (self->broker, instance) != 0) {
+        log_info (NULL, "bus broker restarted in_flight=%zu", self->sent);
+        s_calls_lost (self, "the broker restarted", now);
+    }
+    memcpy (self->broker, instance, len + 1);
+}
+
+#define MAX_FRAMES 8
+
+static void
+s_receive (bus_client_t *self)
+{
+    for (;;) {
+        if (!(zsock_events (self->sock) & ZMQ_POLLIN))
+            return;
+        zmq_msg_t frames[MAX_FRAMES];
+        int count = 0, more = 1, extra = 0;
+        while (more) {
+            zmq_msg_t part;
+            zmq_msg_init (&part);
+            if (zmq_msg_recv (&part, self->handle, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close (&part);
+                if (count == 0 && !extra)
+                    goto done;
+                break;
+            }
+            more = zmq_msg_more (&part);
+            if (count < MAX_FRAMES)
+                frames[count++] = part;
+            else {
+                zmq_msg_close (&part);
+                extra = 1;
+            }
+        }
+        int64_t now = clock_mono_ms ();
+        self->last_recv = now;
+        if (!extra && count >= 3 && zmq_msg_size (&frames[0]) == 0
+            && zmq_msg_size (&frames[1]) == 5
+            && memcmp (zmq_msg_data (&frames[1]), BUS_CLIENT_HEADER, 5) == 0
+            && zmq_msg_size (&frames[2]) == 1) {
+            uint8_t cmd = *(uint8_t *) zmq_msg_data (&frames[2]);
+            if (cmd == BUS_CLIENT_REPLY)
+                s_on_reply (self, frames, count, now);
+            else if (cmd == BUS_CLIENT_HEARTBEAT)
+                s_on_heartbeat (self, frames, count, now);
+        }
+        else {
+            unsigned long suppressed;
+            if (log_limit_allow (&self->drop_log, &suppressed))
+                log_warn (NULL, "bus client dropped an unexpected message suppressed=%lu",
+                          suppressed);
+        }
+        for (int i = 0; i < count; i++)
+            zmq_msg_close (&frames[i]);
+    }
+done:
+    return;
+}
+
+static void
+s_timers (bus_client_t *self, int64_t now)
+{
+    while (self->heap_len && self->heap[0].at <= now) {
+        timer_t_ t = self->heap[0];
+        s_heap_pop (self);
+        call_t *call = u64map_get (self->calls, t.id);
+        if (!call || call->timer_at != t.at)
+            continue;
+        if (call->state == CALL_FAILED)
+            s_finish_unavailable (self, call, call->fail_message);
+        else if (call->state == CALL_BACKOFF) {
+            if (s_transmit (self, call, now) == 0) {
+                s_set_state (self, call, CALL_SENT);
+                s_call_timer (self, call, call->deadline);
+            }
+            else
+                s_finish_unavailable (self, call, "bus send queue is full");
+        }
+        else if (now >= call->deadline)
+            s_finish_unavailable (self, call, "deadline exceeded");
+    }
+}
+
+int
+bus_client_process (bus_client_t *self)
+{
+    s_receive (self);
+    int64_t now = clock_mono_ms ();
+    if (self->sent > 0) {
+        if (now - self->last_recv > (int64_t) self->heartbeat_ms * self->liveness) {
+            log_warn (NULL, "bus broker not answering in_flight=%zu", self->sent);
+            self->last_recv = now;
+            s_calls_lost (self, "the broker is not answering", now);
+        }
+        else if (now >= self->next_heartbeat) {
+            s_heartbeat (self);
+            self->next_heartbeat = now + self->heartbeat_ms;
+        }
+    }
+    s_timers (self, now);
+    /*  Sending may have consumed the descriptor's edge: look again. */
+    s_receive (self);
+    now = clock_mono_ms ();
+    int64_t wait = -1;
+    if (self->heap_len)
+        wait = self->heap[0].at - now;
+    if (self->sent > 0) {
+        int64_t hb = self->next_heartbeat - now;
+        if (wait < 0 || hb < wait)
+            wait = hb;
+    }
+    if (wait < 0 && (self->heap_len || self->sent > 0))
+        wait = 0;
+    return wait > 60000 ? 60000 : (int) wait;
+}
+
+/* --- blocking call --- */
+
+typedef struct {
+    int done;
+    arena_t *arena;
+    Bus__Reply *reply;          /* copy, in arena (or malloc'd fields when no arena) */
+    status_t status;
+    uint8_t *body;
+    size_t body_len;
+} sync_t;
+
+static char *
+s_copy (arena_t *arena, const char *text)
+{
+    return arena ? arena_strdup (arena, text ? text : "") : NULL;
+}
+
+static void
+s_sync_done (void *arg, const Bus__Reply *reply)
+{
+    sync_t *sync = arg;
+    sync->done = 1;
+    sync->status = reply->status;
+    if (reply->body.len) {
+        sync->body = sync->arena ? arena_alloc (sync->arena, reply->body.len)
+                                 : malloc (reply->body.len);
+        if (sync->body) {
+            memcpy (sync->body, reply->body.data, reply->body.len);
+            sync->body_len = reply->body.len;
+        }
+    }
+    if (sync->arena) {
+        Bus__Reply *copy = arena_msg (sync->arena, &bus__reply__descriptor);
+        copy->status = reply->status;
+        copy->code = s_copy (sync->arena, reply->code);
+        copy->message = s_copy (sync->arena, reply->message);
+        copy->field = s_copy (sync->arena, reply->field);
+        copy->reason = s_copy (sync->arena, reply->reason);
+        copy->retry_after = reply->retry_after;
+        copy->body.data = sync->body;
+        copy->body.len = sync->body_len;
+        sync->reply = copy;
+    }
+}
+
+status_t
+bus_client_call (bus_client_t *self, const char *service, const char *method,
+                 const ProtobufCMessage *body, const bus_call_opts_t *opts,
+                 const ProtobufCMessageDescriptor *reply_desc, arena_t *arena,
+                 ProtobufCMessage **reply_out, Bus__Reply **result)
+{
+    sync_t sync = {.arena = arena, .status = ST_UNAVAILABLE};
+    if (reply_out)
+        *reply_out = NULL;
+    if (result)
+        *result = NULL;
+    uint64_t id = bus_client_send (self, service, method, body, opts, s_sync_done, &sync);
+    if (!id)
+        return ST_INTERNAL;
+    while (!sync.done) {
+        int wait = bus_client_process (self);
+        if (sync.done)
+            break;
+        zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, wait) < 0 && errno == EINTR && zsys_interrupted) {
+            bus_client_cancel (self, id);
+            return ST_UNAVAILABLE;
+        }
+    }
+    if (sync.status == ST_OK && reply_desc && reply_out) {
+        ProtobufCMessage *msg = protobuf_c_message_unpack (
+            reply_desc, arena ? arena_allocator (arena) : NULL, sync.body_len, sync.body);
+        if (!msg) {
+            log_error (opts ? opts->trace_id : NULL, "bus reply does not unpack method=%s",
+                       method);
+            sync.status = ST_INTERNAL;
+        }
+        *reply_out = msg;
+    }
+    if (result)
+        *result = sync.reply;
+    if (!arena)
+        free (sync.body);
+    return sync.status;
+}

@@ -1,0 +1,794 @@
+/*  bus_worker: registers a service with the broker and dispatches requests
+    through its method table (see bus_worker.h and docs/bus.md). */
+#include "bus_worker.h"
+#include "bus_proto.h"
+#include "clock.h"
+#include "curve.h"
+#include "event_consumer.h"
+#include "log.h"
+#include "outbox.h"
+#include "ulid.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#define IDEMPOTENCY_KEEP_MS (24LL * 3600 * 1000)
+#define PRUNE_EVERY_MS 60000
+#define MAX_FRAMES 8
+#define RECONNECT_DELAY_MS 100
+
+typedef struct worker_t worker_t;
+
+struct bus_call_t {
+    worker_t *worker;
+    bus_method_t *method;
+    const Bus__Request *request;
+    int64_t now;
+    status_t status;
+    const char *message, *field, *code, *reason;
+    int retry_after;
+};
+
+struct worker_t {
+    const config_t *cfg;
+    bus_service_t *service;
+    void *context;
+    zsock_t *pipe;
+    zsock_t *dealer;
+    db_t *db;
+    arena_t *arena;
+    outbox_pub_t *pub;
+    bus_client_t *client;
+    zhashx_t *methods;          /* name -> bus_method_t* */
+    char instance[ULID_LEN + 1];
+    int heartbeat_ms, liveness, credit;
+    int64_t broker_expiry;      /* monotonic ms */
+    int64_t heartbeat_at;
+    int64_t prune_at;
+    int64_t started_at;
+    uint64_t requests, reconnects;
+    log_limit_t drop_log;
+};
+
+/* --- the handler's view --- */
+
+arena_t *bus_call_arena (bus_call_t *call) { return call->worker->arena; }
+db_t *bus_call_db (bus_call_t *call) { return call->worker->db; }
+void *bus_call_context (bus_call_t *call) { return call->worker->context; }
+const Bus__Caller *bus_call_caller (bus_call_t *call) { return call->request->caller; }
+const char *bus_call_trace (bus_call_t *call) { return call->request->trace_id; }
+const char *bus_call_idempotency_key (bus_call_t *call) { return call->request->idempotency_key; }
+const char *bus_call_method (bus_call_t *call) { return call->request->method; }
+const config_t *bus_call_config (bus_call_t *call) { return call->worker->cfg; }
+int64_t bus_call_now (bus_call_t *call) { return call->now; }
+
+const char *
+bus_call_user (bus_call_t *call)
+{
+    const Bus__Caller *caller = call->request->caller;
+    return caller && caller->user_id ? caller->user_id : "";
+}
+
+int
+bus_call_time_left (bus_call_t *call)
+{
+    int64_t left = call->request->deadline_ms - clock_now_ms ();
+    if (call->request->deadline_ms == 0 || left > 30000)
+        left = 30000;
+    return left < 1 ? 1 : (int) left;
+}
+
+bus_client_t *
+bus_call_client (bus_call_t *call)
+{
+    worker_t *w = call->worker;
+    if (!w->client)
+        w->client = bus_client_new_from_config (w->cfg);
+    return w->client;
+}
+
+status_t
+bus_call_fail (bus_call_t *call, status_t status, const char *field, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    char text[512];
+    vsnprintf (text, sizeof text, fmt, args);
+    va_end (args);
+    call->status = status;
+    call->message = arena_strdup (call->worker->arena, text);
+    call->field = field ? arena_strdup (call->worker->arena, field) : NULL;
+    return status;
+}
+
+void
+bus_call_set_code (bus_call_t *call, const char *code)
+{
+    call->code = arena_strdup (call->worker->arena, code);
+}
+
+void
+bus_call_set_reason (bus_call_t *call, const char *reason)
+{
+    call->reason = arena_strdup (call->worker->arena, reason);
+}
+
+void
+bus_call_set_retry_after (bus_call_t *call, int seconds)
+{
+    call->retry_after = seconds;
+}
+
+int
+bus_call_event (bus_call_t *call, const char *type, const char *org_id,
+                const ProtobufCMessage *payload)
+{
+    if (db_txn_depth (call->worker->db) == 0) {
+        log_error (bus_call_trace (call), "event outside a transaction type=%s method=%s", type,
+                   call->request->method);
+        return -1;
+    }
+    return outbox_add (call->worker->db, type, org_id, bus_call_user (call), bus_call_trace (call),
+                       call->now, payload);
+}
+
+/* --- caller helpers --- */
+
+const Bus__Membership *
+bus_caller_membership (const Bus__Caller *caller, const char *org_id)
+{
+    if (!caller || !org_id || !*org_id)
+        return NULL;
+    for (size_t i = 0; i < caller->n_orgs; i++)
+        if (caller->orgs[i]->org_id && strcmp (caller->orgs[i]->org_id, org_id) == 0)
+            return caller->orgs[i];
+    return NULL;
+}
+
+int
+bus_caller_has_role (const Bus__Caller *caller, const char *org_id, Bus__Role role)
+{
+    const Bus__Membership *m = bus_caller_membership (caller, org_id);
+    for (size_t i = 0; m && i < m->n_roles; i++)
+        if (m->roles[i] == role)
+            return 1;
+    return 0;
+}
+
+int
+bus_caller_is_staff (const Bus__Caller *caller, const char *org_id)
+{
+    return bus_caller_has_role (caller, org_id, BUS__ROLE__ROLE_ADMIN)
+           || bus_caller_has_role (caller, org_id, BUS__ROLE__ROLE_ADMINISTRATION)
+           || bus_caller_has_role (caller, org_id, BUS__ROLE__ROLE_TEACHER);
+}
+
+/* --- sys.* methods --- */
+
+static status_t
+s_sys_ping (bus_call_t *call, const void *request, void **reply)
+{
+    (void) request;
+    Bus__Pong *pong = arena_msg (call->worker->arena, &bus__pong__descriptor);
+    pong->service = (char *) call->worker->service->name;
+    pong->instance = call->worker->instance;
+    pong->started_at = call->worker->started_at;
+    *reply = pong;
+    return ST_OK;
+}
+
+static void
+s_fill_stats (arena_t *arena, bus_method_t *m, Bus__MethodStats *out)
+{
+    bus__method_stats__init (out);
+    out->method = (char *) m->name;
+    out->calls = m->calls;
+    out->errors = m->errors;
+    out->total_us = m->total_us;
+    out->max_us = m->max_us;
+    out->n_buckets = BUS_LATENCY_BUCKETS;
+    out->buckets = arena_alloc (arena, sizeof (uint64_t) * BUS_LATENCY_BUCKETS);
+    memcpy (out->buckets, m->buckets, sizeof m->buckets);
+}
+
+static bus_method_t s_sys_methods[];
+
+static status_t
+s_sys_stats (bus_call_t *call, const void *request, void **reply)
+{
+    (void) request;
+    worker_t *w = call->worker;
+    Bus__Stats *stats = arena_msg (w->arena, &bus__stats__descriptor);
+    stats->service = (char *) w->service->name;
+    stats->instance = w->instance;
+    size_t total = zhashx_size (w->methods);
+    stats->methods = arena_alloc (w->arena, total * sizeof (Bus__MethodStats *));
+    for (bus_method_t *m = zhashx_first (w->methods); m; m = zhashx_next (w->methods)) {
+        Bus__MethodStats *ms = arena_alloc (w->arena, sizeof *ms);
+        s_fill_stats (w->arena, m, ms);
+        stats->methods[stats->n_methods++] = ms;
+    }
+    stats->outbox_head = outbox_head (w->db);
+    stats->outbox_published = outbox_published (w->db);
+    stats->requests = w->requests;
+    stats->reconnects = w->reconnects;
+    *reply = stats;
+    return ST_OK;
+}
+
+static status_t
+s_sys_replay (bus_call_t *call, const void *request, void **reply)
+{
+    const Bus__ReplayRequest *req = request;
+    worker_t *w = call->worker;
+    Bus__ReplayReply *out = arena_msg (w->arena, &bus__replay_reply__descriptor);
+    if (outbox_replay (w->db, w->service->name, req->from_seq, req->limit, w->arena, out))
+        return bus_call_fail (call, ST_INTERNAL, NULL, "cannot read the outbox");
+    *reply = out;
+    return ST_OK;
+}
+
+/*  Per worker: the counters live in the rows, so each worker copies them. */
+static bus_method_t s_sys_methods[] = {
+    {"sys.ping", s_sys_ping, 0},
+    {"sys.stats", s_sys_stats, 0},
+    {"sys.replay", s_sys_replay, 0},
+    {NULL, NULL, 0},
+};
+
+/* --- the table --- */
+
+/*  The org_id field of a request message, or NULL if it has none. */
+static const char *
+s_request_org (const ProtobufCMessage *msg)
+{
+    const ProtobufCFieldDescriptor *f
+        = protobuf_c_message_descriptor_get_field_by_name (msg->descriptor, "org_id");
+    if (!f || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
+        return NULL;
+    return *(const char *const *) ((const char *) msg + f->offset);
+}
+
+static int
+s_table_load (worker_t *w)
+{
+    w->methods = zhashx_new ();
+    zhashx_set_destructor (w->methods, NULL);
+    bus_service_t *svc = w->service;
+    size_t prefix = strlen (svc->name);
+    for (bus_method_t *m = svc->methods; m && m->name; m++) {
+        if (strncmp (m->name, svc->name, prefix) != 0 || m->name[prefix] != '.') {
+            log_error (NULL, "method outside its service method=%s", m->name);
+            return -1;
+        }
+        m->desc = protobuf_c_service_descriptor_get_method_by_name (svc->descriptor,
+                                                                    m->name + prefix + 1);
+        if (!m->desc) {
+            log_error (NULL, "method not in the service's proto method=%s", m->name);
+            return -1;
+        }
+        if ((m->flags & (BUS_ORG_MEMBER | BUS_ORG_STAFF | BUS_ORG_ADMIN))
+            && !protobuf_c_message_descriptor_get_field_by_name (m->desc->input, "org_id")) {
+            log_error (NULL, "org check on a request without org_id method=%s", m->name);
+            return -1;
+        }
+        zhashx_insert (w->methods, m->name, m);
+    }
+    for (bus_method_t *m = s_sys_methods; m->name; m++) {
+        bus_method_t *copy = calloc (1, sizeof *copy);
+        *copy = *m;
+        copy->desc = protobuf_c_service_descriptor_get_method_by_name (&bus__sys__descriptor,
+                                                                       m->name + 4);
+        zhashx_insert (w->methods, copy->name, copy);
+    }
+    return 0;
+}
+
+static void
+s_table_free (worker_t *w)
+{
+    if (!w->methods)
+        return;
+    for (bus_method_t *m = s_sys_methods; m->name; m++)
+        free (zhashx_lookup (w->methods, m->name));
+    zhashx_destroy (&w->methods);
+}
+
+/*  The checks the flags ask for, before the handler. Other orgs' ids look
+    like ids that do not exist (not_found), so nothing of another org leaks. */
+static status_t
+s_check (bus_call_t *call, const ProtobufCMessage *msg)
+{
+    int flags = call->method->flags;
+    const Bus__Caller *caller = call->request->caller;
+    int signed_in = caller && caller->user_id && *caller->user_id;
+    if ((flags & (BUS_AUTH | BUS_OPERATOR | BUS_ORG_MEMBER | BUS_ORG_STAFF | BUS_ORG_ADMIN))
+        && !signed_in)
+        return bus_call_fail (call, ST_UNAUTHORIZED, NULL, "sign in first");
+    if ((flags & BUS_OPERATOR) && !caller->operator_)
+        return bus_call_fail (call, ST_FORBIDDEN, NULL, "only platform operators may do this");
+    if (flags & (BUS_ORG_MEMBER | BUS_ORG_STAFF | BUS_ORG_ADMIN)) {
+        const char *org = s_request_org (msg);
+        if (!bus_caller_membership (caller, org))
+            return bus_call_fail (call, ST_NOT_FOUND, "org_id", "no such organisation");
+        if ((flags & BUS_ORG_ADMIN) && !bus_caller_has_role (caller, org, BUS__ROLE__ROLE_ADMIN))
+            return bus_call_fail (call, ST_FORBIDDEN, NULL,
+                                  "only the organisation's admins may do this");
+        if ((flags & BUS_ORG_STAFF) && !bus_caller_is_staff (caller, org))
+            return bus_call_fail (call, ST_FORBIDDEN, NULL,
+                                  "only the organisation's staff may do this");
+    }
+    return ST_OK;
+}
+
+static int
+s_bucket (int64_t us)
+{
+    static const int64_t limits[] = {100, 1000, 10000, 100000, 1000000};
+    for (int i = 0; i < 5; i++)
+        if (us <= limits[i])
+            return i;
+    return 5;
+}
+
+/*  Packs the call's outcome as a bus.Reply into the arena. */
+static ProtobufCBinaryData
+s_pack_reply (bus_call_t *call, const ProtobufCMessage *body)
+{
+    arena_t *arena = call->worker->arena;
+    Bus__Reply reply = BUS__REPLY__INIT;
+    reply.status = call->status;
+    reply.code = (char *) (call->code ? call->code : "");
+    reply.message = (char *) (call->message ? call->message : "");
+    reply.field = (char *) (call->field ? call->field : "");
+    reply.reason = (char *) (call->reason ? call->reason : "");
+    reply.retry_after = call->retry_after;
+    if (body && call->status == ST_OK) {
+        size_t len = protobuf_c_message_get_packed_size (body);
+        reply.body.data = arena_alloc (arena, len ? len : 1);
+        reply.body.len = protobuf_c_message_pack (body, reply.body.data);
+    }
+    ProtobufCBinaryData out;
+    out.len = bus__reply__get_packed_size (&reply);
+    out.data = arena_alloc (arena, out.len ? out.len : 1);
+    bus__reply__pack (&reply, out.data);
+    return out;
+}
+
+static int
+s_idempotent_lookup (worker_t *w, bus_call_t *call, ProtobufCBinaryData *out)
+{
+    sqlite3_stmt *stmt = db_stmt (w->db, "SELECT reply FROM idempotency"
+                                         " WHERE caller = ? AND method = ? AND key = ?");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_text (stmt, 1, bus_call_user (call), -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 2, call->request->method, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
+    int found = 0;
+    if (sqlite3_step (stmt) == SQLITE_ROW) {
+        out->len = (size_t) sqlite3_column_bytes (stmt, 0);
+        out->data = arena_alloc (w->arena, out->len ? out->len : 1);
+        memcpy (out->data, sqlite3_column_blob (stmt, 0), out->len);
+        found = 1;
+    }
+    sqlite3_reset (stmt);
+    return found;
+}
+
+static int
+s_idempotent_store (worker_t *w, bus_call_t *call, ProtobufCBinaryData reply)
+{
+    sqlite3_stmt *stmt = db_stmt (w->db, "INSERT OR REPLACE INTO idempotency"
+                                         " (caller, method, key, reply, at) VALUES (?, ?, ?, ?, ?)");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_text (stmt, 1, bus_call_user (call), -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 2, call->request->method, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 4, reply.data, (int) reply.len, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 5, call->now);
+    return db_step_done (w->db, stmt, NULL);
+}
+
+/*  Runs one request and returns the packed reply (in the arena). */
+static ProtobufCBinaryData
+s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
+{
+    bus_call_t call = {.worker = w, .status = ST_OK};
+    call.now = clock_now_ms ();
+    *wrote = 0;
+    Bus__Request *request = bus__request__unpack (arena_allocator (w->arena), len, payload);
+    if (!request) {
+        static Bus__Request empty = BUS__REQUEST__INIT;
+        call.request = &empty;
+        bus_call_fail (&call, ST_BAD_REQUEST, NULL, "malformed request envelope");
+        return s_pack_reply (&call, NULL);
+    }
+    call.request = request;
+    bus_method_t *m = zhashx_lookup (w->methods, request->method);
+    if (!m) {
+        bus_call_fail (&call, ST_NOT_FOUND, NULL, "no method '%.80s' in service %s",
+                       request->method, w->service->name);
+        return s_pack_reply (&call, NULL);
+    }
+    call.method = m;
+    int64_t t0 = clock_mono_us ();
+    void *reply_msg = NULL;
+    ProtobufCBinaryData out = {0, NULL};
+    int idempotent = (m->flags & BUS_WRITE) && request->idempotency_key
+                     && *request->idempotency_key;
+    int txn = (m->flags & BUS_WRITE) && !(m->flags & BUS_NOTXN);
+
+    ProtobufCMessage *msg = protobuf_c_message_unpack (
+        m->desc->input, arena_allocator (w->arena), request->body.len, request->body.data);
+    if (!msg) {
+        bus_call_fail (&call, ST_BAD_REQUEST, NULL, "request body is not a %s",
+                       m->desc->input->name);
+        goto done;
+    }
+    if (s_check (&call, msg) != ST_OK)
+        goto done;
+    if (txn && db_begin (w->db)) {
+        bus_call_fail (&call, ST_UNAVAILABLE, NULL, "database busy");
+        goto done;
+    }
+    if (idempotent) {
+        int found = s_idempotent_lookup (w, &call, &out);
+        if (found) {
+            if (txn)
+                db_rollback (w->db);
+            goto count;     /* the stored reply, nothing done again */
+        }
+    }
+    call.status = m->handler (&call, msg, &reply_msg);
+    if (call.status == ST_OK && !reply_msg)
+        reply_msg = arena_msg (w->arena, m->desc->output);
+    if (call.status == ST_OK
+        && ((ProtobufCMessage *) reply_msg)->descriptor != m->desc->output) {
+        log_error (request->trace_id, "handler replied with the wrong type method=%s", m->name);
+        bus_call_fail (&call, ST_INTERNAL, NULL, "internal error");
+    }
+    out = s_pack_reply (&call, reply_msg);
+    if (txn) {
+        if (call.status != ST_OK)
+            db_rollback (w->db);
+        else if ((idempotent && s_idempotent_store (w, &call, out)) || db_commit (w->db)) {
+            if (db_txn_depth (w->db))
+                db_rollback (w->db);
+            bus_call_fail (&call, ST_UNAVAILABLE, NULL, "could not save the change");
+            out = s_pack_reply (&call, NULL);
+        }
+        else
+            *wrote = 1;
+    }
+    else if ((m->flags & BUS_WRITE) && call.status == ST_OK) {
+        if (idempotent)
+            s_idempotent_store (w, &call, out);
+        *wrote = 1;
+    }
+    goto count;
+done:
+    out = s_pack_reply (&call, NULL);
+count:;
+    int64_t us = clock_mono_us () - t0;
+    m->calls++;
+    if (call.status != ST_OK)
+        m->errors++;
+    m->total_us += (uint64_t) us;
+    if ((uint64_t) us > m->max_us)
+        m->max_us = (uint64_t) us;
+    m->buckets[s_bucket (us)]++;
+    if (call.status == ST_INTERNAL || call.status == ST_UNAVAILABLE)
+        log_warn (request->trace_id, "request failed method=%s status=%s message=\"%s\"", m->name,
+                  status_name (call.status), call.message ? call.message : "");
+    else
+        log_debug (request->trace_id, "request method=%s status=%s us=%lld", m->name,
+                   status_name (call.status), (long long) us);
+    return out;
+}
+
+/* --- the broker connection --- */
+
+static void
+s_send_command (worker_t *w, uint8_t cmd, const char *arg1, const char *arg2)
+{
+    void *h = zsock_resolve (w->dealer);
+    zmq_send (h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (h, BUS_WORKER_HEADER, 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (h, &cmd, 1, (arg1 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+    if (arg1)
+        zmq_send (h, arg1, strlen (arg1), (arg2 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+    if (arg2)
+        zmq_send (h, arg2, strlen (arg2), ZMQ_DONTWAIT);
+}
+
+static int
+s_connect (worker_t *w)
+{
+    zsock_destroy (&w->dealer);
+    w->dealer = zsock_new (ZMQ_DEALER);
+    if (!w->dealer)
+        return -1;
+    zsock_set_linger (w->dealer, 0);
+    zsock_set_maxmsgsize (w->dealer, BUS_MAX_MESSAGE);
+    zsock_set_sndhwm (w->dealer, 100000);
+    zsock_set_rcvhwm (w->dealer, 100000);
+    const char *curve = config_str (w->cfg, "curve");
+    if (curve && *curve && curve_client_setup (w->dealer, curve, config_str (w->cfg, "curve_cert")))
+        return -1;
+    if (zsock_connect (w->dealer, "%s", config_str (w->cfg, "bus"))) {
+        log_error (NULL, "cannot connect to the broker endpoint=%s", config_str (w->cfg, "bus"));
+        return -1;
+    }
+    char credit[16];
+    snprintf (credit, sizeof credit, "%d", w->credit);
+    s_send_command (w, BUS_WORKER_READY, w->service->name, credit);
+    int64_t now = clock_mono_ms ();
+    w->broker_expiry = now + (int64_t) w->heartbeat_ms * w->liveness;
+    w->heartbeat_at = now + w->heartbeat_ms;
+    return 0;
+}
+
+static void
+s_on_request (worker_t *w, zmq_msg_t *frames, int count)
+{
+    /*  "" PBW01 REQUEST client id payload */
+    if (count != 6) {
+        unsigned long suppressed;
+        if (log_limit_allow (&w->drop_log, &suppressed))
+            log_warn (NULL, "worker dropped a malformed request frames=%d suppressed=%lu", count,
+                      suppressed);
+        return;
+    }
+    w->requests++;
+    int wrote = 0;
+    ProtobufCBinaryData reply
+        = s_dispatch (w, zmq_msg_data (&frames[5]), zmq_msg_size (&frames[5]), &wrote);
+    void *h = zsock_resolve (w->dealer);
+    uint8_t cmd = BUS_WORKER_REPLY;
+    zmq_send (h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (h, BUS_WORKER_HEADER, 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (h, &cmd, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (h, zmq_msg_data (&frames[3]), zmq_msg_size (&frames[3]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (h, zmq_msg_data (&frames[4]), zmq_msg_size (&frames[4]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (h, reply.data, reply.len, ZMQ_DONTWAIT);
+    arena_reset (w->arena);
+    if (wrote && w->pub)
+        outbox_pub_flush (w->pub);
+}
+
+/*  Reads what the broker sent. Returns -1 when the broker asked us to
+    reconnect. */
+static int
+s_receive (worker_t *w)
+{
+    void *h = zsock_resolve (w->dealer);
+    for (int batch = 0; batch < 1000; batch++) {
+        zmq_msg_t frames[MAX_FRAMES];
+        int count = 0, more = 1, extra = 0;
+        while (more) {
+            zmq_msg_t part;
+            zmq_msg_init (&part);
+            if (zmq_msg_recv (&part, h, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close (&part);
+                if (count == 0 && !extra)
+                    return 0;
+                break;
+            }
+            more = zmq_msg_more (&part);
+            if (count < MAX_FRAMES)
+                frames[count++] = part;
+            else {
+                zmq_msg_close (&part);
+                extra = 1;
+            }
+        }
+        int rc = 0;
+        w->broker_expiry = clock_mono_ms () + (int64_t) w->heartbeat_ms * w->liveness;
+        if (!extra && count >= 3 && zmq_msg_size (&frames[0]) == 0
+            && zmq_msg_size (&frames[1]) == 5
+            && memcmp (zmq_msg_data (&frames[1]), BUS_WORKER_HEADER, 5) == 0
+            && zmq_msg_size (&frames[2]) == 1) {
+            uint8_t cmd = *(uint8_t *) zmq_msg_data (&frames[2]);
+            if (cmd == BUS_WORKER_REQUEST)
+                s_on_request (w, frames, count);
+            else if (cmd == BUS_WORKER_DISCONNECT)
+                rc = -1;
+        }
+        else {
+            unsigned long suppressed;
+            if (log_limit_allow (&w->drop_log, &suppressed))
+                log_warn (NULL, "worker dropped an unexpected message suppressed=%lu", suppressed);
+        }
+        for (int i = 0; i < count; i++)
+            zmq_msg_close (&frames[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void
+s_prune (worker_t *w)
+{
+    sqlite3_stmt *stmt = db_stmt (w->db, "DELETE FROM idempotency WHERE at < ?");
+    if (stmt) {
+        sqlite3_bind_int64 (stmt, 1, clock_now_ms () - IDEMPOTENCY_KEEP_MS);
+        db_step_done (w->db, stmt, NULL);
+    }
+}
+
+static void
+s_worker_actor (zsock_t *pipe, void *args)
+{
+    worker_t *w = args;
+    w->pipe = pipe;
+    zsock_signal (pipe, 0);     /* zactor_new's handshake; readiness follows */
+    char path[1024], err[256];
+    snprintf (path, sizeof path, "%s/%s.db", config_str (w->cfg, "data"), w->service->name);
+    w->db = db_open (path, w->service->migrations, config_str (w->cfg, "sync"), err, sizeof err);
+    w->arena = arena_new ();
+    if (!w->db || !w->arena || s_table_load (w)) {
+        if (!w->db)
+            log_error (NULL, "worker cannot open its database path=%s error=\"%s\"", path, err);
+        goto failed;
+    }
+    w->pub = outbox_pub_new (w->db, w->service->name, w->cfg);
+    if (!w->pub || s_connect (w))
+        goto failed;
+    log_info (NULL, "worker ready service=%s instance=%s credit=%d", w->service->name,
+              w->instance, w->credit);
+    zstr_send (pipe, "OK");
+    w->prune_at = clock_mono_ms () + PRUNE_EVERY_MS;
+
+    for (;;) {
+        int64_t now = clock_mono_ms ();
+        int64_t wait = w->heartbeat_at - now;
+        int pub_wait = outbox_pub_tick (w->pub);
+        if (pub_wait < wait)
+            wait = pub_wait;
+        if (w->broker_expiry - now < wait)
+            wait = w->broker_expiry - now;
+        if (wait < 0)
+            wait = 0;
+        zmq_pollitem_t items[] = {
+            {zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
+            {zsock_resolve (w->dealer), 0, ZMQ_POLLIN, 0},
+        };
+        if (zmq_poll (items, 2, wait) < 0 && errno != EINTR)
+            break;
+        if (items[0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv (pipe);
+            int term = !command || strcmp (command, "$TERM") == 0;
+            zstr_free (&command);
+            if (term)
+                break;
+        }
+        if ((items[1].revents & ZMQ_POLLIN) || (zsock_events (w->dealer) & ZMQ_POLLIN)) {
+            if (s_receive (w) < 0) {
+                log_info (NULL, "broker asked the worker to reconnect service=%s",
+                          w->service->name);
+                w->reconnects++;
+                s_connect (w);
+                continue;
+            }
+        }
+        now = clock_mono_ms ();
+        if (now >= w->broker_expiry) {
+            log_warn (NULL, "broker silent, reconnecting service=%s", w->service->name);
+            w->reconnects++;
+            zclock_sleep (RECONNECT_DELAY_MS);
+            s_connect (w);
+            continue;
+        }
+        if (now >= w->heartbeat_at) {
+            s_send_command (w, BUS_WORKER_HEARTBEAT, NULL, NULL);
+            w->heartbeat_at = now + w->heartbeat_ms;
+        }
+        if (now >= w->prune_at) {
+            s_prune (w);
+            w->prune_at = now + PRUNE_EVERY_MS;
+        }
+    }
+    if (w->dealer)
+        s_send_command (w, BUS_WORKER_DISCONNECT, NULL, NULL);
+    goto out;
+failed:
+    zstr_send (pipe, "FAIL");
+    char *term = zstr_recv (pipe);  /* $TERM: zactor_destroy expects to send it */
+    zstr_free (&term);
+out:
+    outbox_pub_destroy (&w->pub);
+    zsock_destroy (&w->dealer);
+    bus_client_destroy (&w->client);
+    s_table_free (w);
+    arena_destroy (&w->arena);
+    db_destroy (&w->db);
+    free (w);
+}
+
+zactor_t *
+bus_worker_start (const config_t *cfg, bus_service_t *service, void *context)
+{
+    worker_t *w = calloc (1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->cfg = cfg;
+    w->service = service;
+    w->context = context;
+    w->heartbeat_ms = (int) config_int (cfg, "heartbeat_ms", 1000, 10, 60000, NULL);
+    w->liveness = (int) config_int (cfg, "liveness", 3, 1, 100, NULL);
+    w->credit = (int) config_int (cfg, "worker_credit", 8, 1, BUS_CREDIT_MAX, NULL);
+    if (w->heartbeat_ms <= 0)
+        w->heartbeat_ms = 1000;
+    if (w->liveness <= 0)
+        w->liveness = 3;
+    if (w->credit <= 0)
+        w->credit = 8;
+    w->started_at = clock_now_ms ();
+    w->drop_log.burst = 5;
+    ulid_make (w->instance);
+    zactor_t *actor = zactor_new (s_worker_actor, w);
+    if (!actor) {
+        free (w);
+        return NULL;
+    }
+    /*  The actor owns w from here and frees it when it ends. */
+    char *ready = zstr_recv (actor);
+    int ok = ready && strcmp (ready, "OK") == 0;
+    zstr_free (&ready);
+    if (!ok)
+        zactor_destroy (&actor);
+    return actor;
+}
+
+/* --- the process --- */
+
+int
+bus_service_main (bus_service_t *service, int argc, char **argv)
+{
+    config_t *cfg = config_load_or_exit (service->name, service->options, argc, argv);
+    int status = 1;
+    void *context = NULL;
+    zactor_t *worker = NULL, *consumer = NULL;
+    const char *data = config_str (cfg, "data");
+    if (zsys_dir_create ("%s", data)) {
+        log_error (NULL, "cannot create the data directory path=%s", data);
+        goto out;
+    }
+    if (service->init && service->init (cfg, &context)) {
+        log_error (NULL, "service refused to start service=%s", service->name);
+        goto out;
+    }
+    /*  Migrate once before the actors open their own connections. */
+    char path[1024], err[256];
+    snprintf (path, sizeof path, "%s/%s.db", data, service->name);
+    db_t *db = db_open (path, service->migrations, config_str (cfg, "sync"), err, sizeof err);
+    if (!db) {
+        log_error (NULL, "cannot open the database path=%s error=\"%s\"", path, err);
+        goto out;
+    }
+    db_destroy (&db);
+    worker = bus_worker_start (cfg, service, context);
+    if (!worker)
+        goto out;
+    if (service->events) {
+        consumer = event_consumer_start (cfg, service->name, path, service->events, context);
+        if (!consumer)
+            goto out;
+    }
+    log_info (NULL, "service running service=%s", service->name);
+    while (!zsys_interrupted)
+        zclock_sleep (100);
+    log_info (NULL, "service stopping service=%s", service->name);
+    status = 0;
+out:
+    zactor_destroy (&consumer);
+    zactor_destroy (&worker);
+    if (service->fini)
+        service->fini (context);
+    config_destroy (&cfg);
+    return status;
+}

@@ -1,0 +1,19 @@
+/*  audit: the service's method table. Methods are added by the issue that
+    gives the service its work; the common worker already serves sys.*. */
+#include "audit.pb-c.h"
+#include "bus_worker.h"
+
+static const char *const s_migrations[] = {
+    NULL,
+};
+
+static bus_method_t s_methods[] = {
+    {NULL, NULL, 0},
+};
+
+bus_service_t audit_service = {
+    .name = "audit",
+    .descriptor = &audit__audit__descriptor,
+    .methods = s_methods,
+    .migrations = s_migrations,
+};

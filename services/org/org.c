@@ -1,0 +1,19 @@
+/*  org: the service's method table. Methods are added by the issue that
+    gives the service its work; the common worker already serves sys.*. */
+#include "org.pb-c.h"
+#include "bus_worker.h"
+
+static const char *const s_migrations[] = {
+    NULL,
+};
+
+static bus_method_t s_methods[] = {
+    {NULL, NULL, 0},
+};
+
+bus_service_t org_service = {
+    .name = "org",
+    .descriptor = &org__org__descriptor,
+    .methods = s_methods,
+    .migrations = s_migrations,
+};

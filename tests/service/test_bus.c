@@ -1,0 +1,656 @@
+/*  Bus tests: the broker, workers and clients as separate processes on unix
+    sockets, and what a user of the bus relies on: load is shared, a killed
+    worker loses no idempotent request, a restarted broker is found again,
+    garbage does not hurt the broker, a consumer catches up on events, and
+    CURVE keeps strangers out. */
+#include "bus_proto.h"
+#include "clock.h"
+#include "curve.h"
+#include "echo_service.h"
+#include "event_consumer.h"
+#include "harness.h"
+#include "log.h"
+
+#include <czmq.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+static int
+s_setup (void **state)
+{
+    harness_t *h = calloc (1, sizeof *h);
+    assert_int_equal (harness_init (h), 0);
+    *state = h;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    harness_t *h = *state;
+    harness_fini (h);
+    free (h);
+    return 0;
+}
+
+static void
+s_start_broker (harness_t *h)
+{
+    harness_spawn (h, "parta-broker", NULL);
+}
+
+static status_t
+s_echo (bus_client_t *client, const char *text, int timeout_ms, int flags, char *instance_out)
+{
+    Echo__EchoRequest req = ECHO__ECHO_REQUEST__INIT;
+    req.text = (char *) text;
+    bus_call_opts_t opts = {.timeout_ms = timeout_ms, .flags = flags};
+    arena_t *arena = arena_new ();
+    Echo__EchoReply *reply = NULL;
+    status_t st = bus_client_call (client, "echo", "echo.echo", &req.base, &opts,
+                                   &echo__echo_reply__descriptor, arena,
+                                   (ProtobufCMessage **) &reply, NULL);
+    if (st == ST_OK) {
+        assert_string_equal (reply->text, text);
+        if (instance_out)
+            snprintf (instance_out, 64, "%s", reply->instance);
+    }
+    arena_destroy (&arena);
+    return st;
+}
+
+/* --- 3 workers share 3,000 requests --- */
+
+typedef struct {
+    int done, ok;
+    char instances[8][64];
+    int per_instance[8];
+    int n_instances;
+} share_t;
+
+static void
+s_share_reply (void *arg, const Bus__Reply *reply)
+{
+    share_t *s = arg;
+    s->done++;
+    if (reply->status != ST_OK)
+        return;
+    Echo__EchoReply *r = echo__echo_reply__unpack (NULL, reply->body.len, reply->body.data);
+    if (!r)
+        return;
+    s->ok++;
+    int i;
+    for (i = 0; i < s->n_instances; i++)
+        if (strcmp (s->instances[i], r->instance) == 0)
+            break;
+    if (i == s->n_instances && i < 8)
+        snprintf (s->instances[s->n_instances++], 64, "%s", r->instance);
+    if (i < 8)
+        s->per_instance[i]++;
+    echo__echo_reply__free_unpacked (r, NULL);
+}
+
+/*  Runs `total` echo calls with `window` in flight. */
+static void
+s_pump (bus_client_t *client, int total, int window, bus_reply_fn *cb, void *arg, int *done)
+{
+    int sent = 0;
+    Echo__EchoRequest req = ECHO__ECHO_REQUEST__INIT;
+    req.text = "share";
+    bus_call_opts_t opts = {.timeout_ms = 10000};
+    int64_t until = clock_mono_ms () + 60000;
+    while (*done < total && clock_mono_ms () < until) {
+        while (sent < total && sent - *done < window) {
+            assert_true (bus_client_send (client, "echo", "echo.echo", &req.base, &opts, cb, arg));
+            sent++;
+        }
+        int wait = bus_client_process (client);
+        zmq_pollitem_t item = {NULL, bus_client_fd (client), ZMQ_POLLIN, 0};
+        zmq_poll (&item, 1, wait < 0 || wait > 50 ? 50 : wait);
+    }
+}
+
+static void
+test_three_workers_share_load (void **state)
+{
+    harness_t *h = *state;
+    s_start_broker (h);
+    for (int i = 0; i < 3; i++)
+        harness_spawn (h, "parta-echo-worker", NULL);
+    assert_int_equal (harness_wait_workers (h, "echo", 3, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    share_t share = {0};
+    s_pump (client, 3000, 100, s_share_reply, &share, &share.done);
+    assert_int_equal (share.done, 3000);
+    assert_int_equal (share.ok, 3000);
+    assert_int_equal (share.n_instances, 3);
+    for (int i = 0; i < 3; i++)
+        assert_true (share.per_instance[i] > 0);
+    bus_client_destroy (&client);
+}
+
+/* --- a killed worker loses no idempotent request --- */
+
+typedef struct {
+    int done, ok;
+    int64_t values[2000];
+    int n_values;
+} count_t;
+
+static void
+s_count_reply (void *arg, const Bus__Reply *reply)
+{
+    count_t *c = arg;
+    c->done++;
+    if (reply->status != ST_OK)
+        return;
+    Echo__CountReply *r = echo__count_reply__unpack (NULL, reply->body.len, reply->body.data);
+    if (!r)
+        return;
+    c->ok++;
+    if (c->n_values < 2000)
+        c->values[c->n_values++] = r->value;
+    echo__count_reply__free_unpacked (r, NULL);
+}
+
+static int
+s_cmp64 (const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static void
+test_killed_worker_loses_no_idempotent_request (void **state)
+{
+    harness_t *h = *state;
+    s_start_broker (h);
+    pid_t victim = harness_spawn (h, "parta-echo-worker", NULL);
+    harness_spawn (h, "parta-echo-worker", NULL);
+    assert_int_equal (harness_wait_workers (h, "echo", 2, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    count_t c = {0};
+    const int total = 600;
+    int sent = 0, killed = 0;
+    Echo__CountRequest req = ECHO__COUNT_REQUEST__INIT;
+    req.name = "orders";
+    int64_t until = clock_mono_ms () + 60000;
+    while (c.done < total && clock_mono_ms () < until) {
+        while (sent < total && sent - c.done < 20) {
+            char key[32];
+            snprintf (key, sizeof key, "order-%d", sent);
+            bus_call_opts_t opts = {.timeout_ms = 15000, .idempotency_key = key};
+            assert_true (bus_client_send (client, "echo", "echo.count", &req.base, &opts,
+                                          s_count_reply, &c));
+            sent++;
+        }
+        if (!killed && c.done >= 200) {
+            kill (victim, SIGKILL);
+            killed = 1;
+        }
+        int wait = bus_client_process (client);
+        zmq_pollitem_t item = {NULL, bus_client_fd (client), ZMQ_POLLIN, 0};
+        zmq_poll (&item, 1, wait < 0 || wait > 50 ? 50 : wait);
+    }
+    assert_true (killed);
+    assert_int_equal (c.done, total);
+    assert_int_equal (c.ok, total);
+    /*  Applied exactly once each: the counter's values are 1..total. */
+    qsort (c.values, (size_t) c.n_values, sizeof c.values[0], s_cmp64);
+    for (int i = 0; i < total; i++)
+        assert_int_equal (c.values[i], i + 1);
+    /*  And a new write sees exactly total before it. */
+    arena_t *arena = arena_new ();
+    Echo__CountReply *after = NULL;
+    bus_call_opts_t opts = {.timeout_ms = 5000, .idempotency_key = "one-more"};
+    assert_int_equal (bus_client_call (client, "echo", "echo.count", &req.base, &opts,
+                                       &echo__count_reply__descriptor, arena,
+                                       (ProtobufCMessage **) &after, NULL),
+                      ST_OK);
+    assert_int_equal (after->value, total + 1);
+    arena_destroy (&arena);
+    bus_client_destroy (&client);
+}
+
+/* --- a worker dying with a request in hand --- */
+
+typedef struct {
+    int done;
+    status_t status;
+} one_t;
+
+static void
+s_one_reply (void *arg, const Bus__Reply *reply)
+{
+    one_t *o = arg;
+    o->done = 1;
+    o->status = reply->status;
+}
+
+static void
+test_worker_death_answers_unavailable (void **state)
+{
+    harness_t *h = *state;
+    s_start_broker (h);
+    pid_t worker = harness_spawn (h, "parta-echo-worker", NULL);
+    assert_int_equal (harness_wait_workers (h, "echo", 1, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    Echo__EchoRequest req = ECHO__ECHO_REQUEST__INIT;
+    req.text = "slow";
+    req.sleep_ms = 5000;
+    /*  Not retryable (no flag, no key): the caller must hear of the loss. */
+    bus_call_opts_t opts = {.timeout_ms = 20000};
+    one_t one = {0};
+    assert_true (bus_client_send (client, "echo", "echo.echo", &req.base, &opts, s_one_reply, &one));
+    int64_t until = clock_mono_ms () + 500;
+    while (clock_mono_ms () < until) {
+        bus_client_process (client);
+        zclock_sleep (10);
+    }
+    kill (worker, SIGKILL);
+    until = clock_mono_ms () + 15000;
+    while (!one.done && clock_mono_ms () < until) {
+        int wait = bus_client_process (client);
+        zmq_pollitem_t item = {NULL, bus_client_fd (client), ZMQ_POLLIN, 0};
+        zmq_poll (&item, 1, wait < 0 || wait > 50 ? 50 : wait);
+    }
+    assert_true (one.done);
+    assert_int_equal (one.status, ST_UNAVAILABLE);
+    bus_client_destroy (&client);
+}
+
+/* --- no worker: wait until the deadline, then unavailable --- */
+
+static void
+test_no_worker_waits_for_deadline (void **state)
+{
+    harness_t *h = *state;
+    s_start_broker (h);
+    assert_int_equal (harness_wait_broker (h, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    assert_int_equal (s_echo (client, "anyone?", 400, 0, NULL), ST_UNAVAILABLE);
+    /*  The broker queued it and answered when its deadline came. */
+    arena_t *arena = arena_new ();
+    Bus__MmiStats *stats = NULL;
+    assert_int_equal (bus_client_call (client, "mmi", "mmi.stats", NULL, NULL,
+                                       &bus__mmi_stats__descriptor, arena,
+                                       (ProtobufCMessage **) &stats, NULL),
+                      ST_OK);
+    assert_int_equal (stats->expired, 1);
+    arena_destroy (&arena);
+    /*  A worker that arrives while a request waits gets it. */
+    Echo__EchoRequest req = ECHO__ECHO_REQUEST__INIT;
+    req.text = "late";
+    one_t one = {0};
+    bus_call_opts_t opts = {.timeout_ms = 10000};
+    assert_true (bus_client_send (client, "echo", "echo.echo", &req.base, &opts, s_one_reply, &one));
+    harness_spawn (h, "parta-echo-worker", NULL);
+    int64_t until = clock_mono_ms () + 10000;
+    while (!one.done && clock_mono_ms () < until) {
+        int wait = bus_client_process (client);
+        zmq_pollitem_t item = {NULL, bus_client_fd (client), ZMQ_POLLIN, 0};
+        zmq_poll (&item, 1, wait < 0 || wait > 50 ? 50 : wait);
+    }
+    assert_int_equal (one.status, ST_OK);
+    bus_client_destroy (&client);
+}
+
+/* --- the broker restarts; everyone finds it again --- */
+
+static void
+test_broker_restart (void **state)
+{
+    harness_t *h = *state;
+    pid_t broker = harness_spawn (h, "parta-broker", NULL);
+    harness_spawn (h, "parta-echo-worker", NULL);
+    assert_int_equal (harness_wait_workers (h, "echo", 1, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    assert_int_equal (s_echo (client, "before", 2000, BUS_CALL_RETRY, NULL), ST_OK);
+    harness_kill (h, broker, SIGKILL);
+    harness_spawn (h, "parta-broker", NULL);
+    /*  The same client and worker, neither restarted: within 5 s a call
+        succeeds again. */
+    int64_t until = clock_mono_ms () + 5000;
+    status_t st = ST_UNAVAILABLE;
+    while (st != ST_OK && clock_mono_ms () < until)
+        st = s_echo (client, "after", 1000, BUS_CALL_RETRY, NULL);
+    assert_int_equal (st, ST_OK);
+    bus_client_destroy (&client);
+}
+
+/* --- garbage does not hurt the broker --- */
+
+static void
+s_send_parts (zsock_t *sock, int parts, const char *const *frames, const size_t *lens)
+{
+    for (int i = 0; i < parts; i++)
+        zmq_send (zsock_resolve (sock), frames[i], lens[i],
+                  (i + 1 < parts ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+}
+
+/*  One malformed message of kind k (0..9), sent from `sock`. */
+static void
+s_garbage (zsock_t *sock, int k, int as_worker)
+{
+    const char *header = as_worker ? BUS_WORKER_HEADER : BUS_CLIENT_HEADER;
+    static char big[64 * 1024];
+    static char rnd[64];
+    randombytes_buf (rnd, sizeof rnd);
+    char cmd_req = as_worker ? BUS_WORKER_REPLY : BUS_CLIENT_REQUEST;
+    char bad_cmd = (char) (0x10 + k);
+    switch (k) {
+    case 0: {   /* random bytes, one frame */
+        const char *f[] = {rnd};
+        size_t l[] = {1 + (size_t) randombytes_uniform (63)};
+        s_send_parts (sock, 1, f, l);
+        break;
+    }
+    case 1: {   /* wrong protocol header */
+        const char *f[] = {"", "XXX99", &cmd_req};
+        size_t l[] = {0, 5, 1};
+        s_send_parts (sock, 3, f, l);
+        break;
+    }
+    case 2: {   /* header only, command missing */
+        const char *f[] = {"", header};
+        size_t l[] = {0, 5};
+        s_send_parts (sock, 2, f, l);
+        break;
+    }
+    case 3: {   /* unknown command */
+        const char *f[] = {"", header, &bad_cmd, "x"};
+        size_t l[] = {0, 5, 1, 1};
+        s_send_parts (sock, 4, f, l);
+        break;
+    }
+    case 4: {   /* request/reply with frames missing */
+        const char *f[] = {"", header, &cmd_req, "echo"};
+        size_t l[] = {0, 5, 1, 4};
+        s_send_parts (sock, 4, f, l);
+        break;
+    }
+    case 5: {   /* bad service name, bad ttl */
+        const char *f[] = {"", header, &cmd_req, "Echo Service!", "id", "-5", "x"};
+        size_t l[] = {0, 5, 1, 13, 2, 2, 1};
+        s_send_parts (sock, 7, f, l);
+        break;
+    }
+    case 6: {   /* a huge frame (64 KiB of random-ish bytes), wrong place */
+        const char *f[] = {"", header, &cmd_req, big, big, big, big};
+        size_t l[] = {0, 5, 1, sizeof big, sizeof big, 20, sizeof big};
+        s_send_parts (sock, 7, f, l);
+        break;
+    }
+    case 7: {   /* too many frames */
+        const char *f[12];
+        size_t l[12];
+        for (int i = 0; i < 12; i++) {
+            f[i] = rnd;
+            l[i] = 3;
+        }
+        f[0] = "";
+        l[0] = 0;
+        f[1] = header;
+        l[1] = 5;
+        s_send_parts (sock, 12, f, l);
+        break;
+    }
+    case 8: {   /* worker: READY with bad credit; client: heartbeat with extra */
+        char ready = BUS_WORKER_READY, hb = BUS_CLIENT_HEARTBEAT;
+        const char *f[] = {"", header, as_worker ? &ready : &hb, "echo", "0"};
+        size_t l[] = {0, 5, 1, 4, 1};
+        s_send_parts (sock, 5, f, l);
+        break;
+    }
+    default: {  /* a reply for a request nobody holds / an empty id */
+        char reply = BUS_WORKER_REPLY;
+        const char *f[] = {"", header, as_worker ? &reply : &cmd_req, "echo", "", "1", "x"};
+        size_t l[] = {0, 5, 1, 4, 0, 1, 1};
+        s_send_parts (sock, as_worker ? 7 : 7, f, l);
+        break;
+    }
+    }
+}
+
+static void
+test_malformed_frames_do_not_hurt (void **state)
+{
+    harness_t *h = *state;
+    pid_t broker = harness_spawn (h, "parta-broker", NULL);
+    harness_spawn (h, "parta-echo-worker", NULL);
+    assert_int_equal (harness_wait_workers (h, "echo", 1, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    int sent = 0;
+    for (int batch = 0; batch < 10; batch++) {
+        zsock_t *sock = zsock_new_dealer (h->bus);
+        zsock_set_sndhwm (sock, 0);
+        for (int i = 0; i < 1000; i++, sent++)
+            s_garbage (sock, i % 10, batch % 2);
+        zclock_sleep (100);
+        zsock_destroy (&sock);
+        assert_true (harness_alive (broker));
+        assert_int_equal (s_echo (client, "still there", 5000, BUS_CALL_RETRY, NULL), ST_OK);
+    }
+    assert_int_equal (sent, 10000);
+    /*  The broker counted what it dropped. */
+    arena_t *arena = arena_new ();
+    Bus__MmiStats *stats = NULL;
+    assert_int_equal (bus_client_call (client, "mmi", "mmi.stats", NULL, NULL,
+                                       &bus__mmi_stats__descriptor, arena,
+                                       (ProtobufCMessage **) &stats, NULL),
+                      ST_OK);
+    assert_true (stats->drops >= 5000);
+    assert_int_equal (stats->workers, 1);
+    arena_destroy (&arena);
+    bus_client_destroy (&client);
+}
+
+/* --- a consumer that was down catches up --- */
+
+typedef struct {
+    pthread_mutex_t lock;
+    uint64_t seqs[4000];
+    int n;
+} seen_t;
+
+static status_t
+s_on_tick (event_ctx_t *ctx, const Ev__Event *event, const ProtobufCMessage *payload)
+{
+    seen_t *seen = event_ctx_context (ctx);
+    const Echo__Tick *tick = (const Echo__Tick *) payload;
+    if (!tick || tick->n == 0)
+        return ST_BAD_REQUEST;
+    pthread_mutex_lock (&seen->lock);
+    if (seen->n < 4000)
+        seen->seqs[seen->n++] = event->seq;
+    pthread_mutex_unlock (&seen->lock);
+    return ST_OK;
+}
+
+static const event_handler_t s_handlers[] = {
+    {"echo.tick", &echo__tick__descriptor, s_on_tick},
+    {NULL, NULL, NULL},
+};
+
+static int
+s_seen (seen_t *seen)
+{
+    pthread_mutex_lock (&seen->lock);
+    int n = seen->n;
+    pthread_mutex_unlock (&seen->lock);
+    return n;
+}
+
+static void
+s_emit (bus_client_t *client, uint32_t count)
+{
+    Echo__EmitRequest req = ECHO__EMIT_REQUEST__INIT;
+    req.count = count;
+    bus_call_opts_t opts = {.timeout_ms = 10000};
+    assert_int_equal (bus_client_call (client, "echo", "echo.emit", &req.base, &opts, NULL, NULL,
+                                       NULL, NULL),
+                      ST_OK);
+}
+
+static void
+test_consumer_catches_up (void **state)
+{
+    harness_t *h = *state;
+    s_start_broker (h);
+    harness_spawn (h, "parta-echo-worker", NULL);
+    assert_int_equal (harness_wait_workers (h, "echo", 1, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    /*  1,000 events while no consumer runs. */
+    for (int i = 0; i < 10; i++)
+        s_emit (client, 100);
+    seen_t seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    char db_path[400];
+    snprintf (db_path, sizeof db_path, "%s/consumer.db", h->dir);
+    zactor_t *consumer = event_consumer_start (h->cfg, "consumer", db_path, s_handlers, &seen);
+    assert_non_null (consumer);
+    int64_t until = clock_mono_ms () + 20000;
+    while (s_seen (&seen) < 1000 && clock_mono_ms () < until)
+        zclock_sleep (20);
+    /*  Then live ones, while it runs. */
+    for (int i = 0; i < 5; i++)
+        s_emit (client, 10);
+    until = clock_mono_ms () + 20000;
+    while (s_seen (&seen) < 1050 && clock_mono_ms () < until)
+        zclock_sleep (20);
+    zclock_sleep (300);     /* room for a duplicate to show up, if any */
+    zactor_destroy (&consumer);
+    assert_int_equal (seen.n, 1050);
+    for (int i = 0; i < seen.n; i++)
+        assert_int_equal (seen.seqs[i], (uint64_t) i + 1);
+    /*  Restarted, it applies nothing twice; 20 more arrive once. */
+    consumer = event_consumer_start (h->cfg, "consumer", db_path, s_handlers, &seen);
+    assert_non_null (consumer);
+    s_emit (client, 20);
+    until = clock_mono_ms () + 20000;
+    while (s_seen (&seen) < 1070 && clock_mono_ms () < until)
+        zclock_sleep (20);
+    zclock_sleep (300);
+    zactor_destroy (&consumer);
+    assert_int_equal (seen.n, 1070);
+    for (int i = 0; i < seen.n; i++)
+        assert_int_equal (seen.seqs[i], (uint64_t) i + 1);
+    bus_client_destroy (&client);
+}
+
+/* --- CURVE --- */
+
+static void
+test_curve_keeps_strangers_out (void **state)
+{
+    harness_t *h = *state;
+    char keys[400], env[420], stranger[400];
+    snprintf (keys, sizeof keys, "%s/keys", h->dir);
+    assert_int_equal (curve_keygen (keys), 0);
+    snprintf (env, sizeof env, "PARTA_CURVE=%s", keys);
+    h->extra_env[0] = env;
+    config_set (h->cfg, "curve", keys);
+    s_start_broker (h);
+    harness_spawn (h, "parta-echo-worker", NULL);
+    assert_int_equal (harness_wait_workers (h, "echo", 1, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    assert_int_equal (s_echo (client, "friend", 3000, BUS_CALL_RETRY, NULL), ST_OK);
+    bus_client_destroy (&client);
+
+    /*  A key the broker has not been given. */
+    snprintf (stranger, sizeof stranger, "%s/stranger.cert", h->dir);
+    zcert_t *cert = zcert_new ();
+    assert_int_equal (zcert_save (cert, stranger), 0);
+    zcert_destroy (&cert);
+    char err[128];
+    config_t *cfg = config_new ("stranger", NULL, 0, NULL, err, sizeof err);
+    config_set (cfg, "bus", h->bus);
+    config_set (cfg, "events_in", h->events_in);
+    config_set (cfg, "data", h->dir);
+    config_set (cfg, "curve", keys);
+    config_set (cfg, "curve_cert", stranger);
+    client = bus_client_new_from_config (cfg);
+    assert_int_equal (s_echo (client, "stranger", 1500, 0, NULL), ST_UNAVAILABLE);
+    bus_client_destroy (&client);
+    /*  Nor can it act as a worker: a stranger's worker never registers. */
+    zactor_t *worker = bus_worker_start (cfg, &echo_service, NULL);
+    assert_non_null (worker);
+    assert_int_not_equal (harness_wait_workers (h, "echo", 2, 1500), 0);
+    zactor_destroy (&worker);
+    /*  And without CURVE at all, nothing either. */
+    config_set (cfg, "curve", NULL);
+    config_set (cfg, "curve_cert", NULL);
+    client = bus_client_new_from_config (cfg);
+    assert_int_equal (s_echo (client, "plain", 1500, 0, NULL), ST_UNAVAILABLE);
+    bus_client_destroy (&client);
+    config_destroy (&cfg);
+}
+
+/* --- mmi and sys --- */
+
+static void
+test_mmi_and_sys_methods (void **state)
+{
+    harness_t *h = *state;
+    s_start_broker (h);
+    harness_spawn (h, "parta-echo-worker", NULL);
+    harness_spawn (h, "parta-echo-worker", NULL);
+    assert_int_equal (harness_wait_workers (h, "echo", 2, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    arena_t *arena = arena_new ();
+    Bus__Pong *pong = NULL;
+    assert_int_equal (bus_client_call (client, "echo", "sys.ping", NULL, NULL,
+                                       &bus__pong__descriptor, arena, (ProtobufCMessage **) &pong,
+                                       NULL),
+                      ST_OK);
+    assert_string_equal (pong->service, "echo");
+    assert_int_equal (s_echo (client, "x", 2000, 0, NULL), ST_OK);
+    Bus__Stats *stats = NULL;
+    assert_int_equal (bus_client_call (client, "echo", "sys.stats", NULL, NULL,
+                                       &bus__stats__descriptor, arena, (ProtobufCMessage **) &stats,
+                                       NULL),
+                      ST_OK);
+    assert_string_equal (stats->service, "echo");
+    assert_true (stats->n_methods >= 6);
+    /*  An unknown method is not_found, with a message. */
+    Bus__Reply *result = NULL;
+    assert_int_equal (bus_client_call (client, "echo", "echo.nope", NULL, NULL, NULL, arena, NULL,
+                                       &result),
+                      ST_NOT_FOUND);
+    assert_non_null (strstr (result->message, "echo.nope"));
+    /*  A body that is not the method's message is bad_request. */
+    Echo__CountRequest wrong = ECHO__COUNT_REQUEST__INIT;
+    wrong.name = "";
+    assert_int_equal (bus_client_call (client, "echo", "echo.count", &wrong.base, NULL, NULL,
+                                       arena, NULL, &result),
+                      ST_BAD_REQUEST);
+    assert_string_equal (result->field, "name");
+    arena_destroy (&arena);
+    bus_client_destroy (&client);
+}
+
+int
+main (void)
+{
+    zsys_init ();
+    zsys_set_logstream (NULL);
+    log_init ("test", "warn");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_three_workers_share_load, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_killed_worker_loses_no_idempotent_request, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_worker_death_answers_unavailable, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_no_worker_waits_for_deadline, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_broker_restart, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_malformed_frames_do_not_hurt, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_consumer_catches_up, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_curve_keeps_strangers_out, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_mmi_and_sys_methods, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests_name ("bus", tests, NULL, NULL);
+}
