@@ -114,7 +114,7 @@ $(BUILD)/bin/parta-echo-worker: $(BUILD)/obj/tests/service/echo_worker.o $(TEST_
 
 # Unit tests may link gateway objects (all but its main).
 GATEWAY_LIB_O = $(filter-out $(BUILD)/obj/gateway/gw_main.o,$(GATEWAY_O))
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(GATEWAY_LIB_O) $(LIB)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(GATEWAY_LIB_O) $(TEST_GEN_O) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lcmocka -lcurl
 

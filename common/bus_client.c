@@ -408,23 +408,26 @@ s_retry_or_fail (bus_client_t *self, call_t *call, const Bus__Reply *reply, cons
 static void
 s_calls_lost (bus_client_t *self, const char *why, int64_t now)
 {
-    call_t *lost[256];
-    size_t n;
-    do {
-        n = 0;
-        size_t cursor = 0;
-        uint64_t key;
-        void *value;
-        while (n < 256 && u64map_next (self->calls, &cursor, &key, &value)) {
-            call_t *call = value;
-            if (call->state == CALL_SENT)
-                lost[n++] = call;
-        }
-        for (size_t i = 0; i < n; i++) {
-            lost[i]->attempt++;     /* whatever the old attempt answers is stale */
-            s_retry_or_fail (self, lost[i], NULL, why, now);
-        }
-    } while (n == 256);
+    /*  Collect ids first: a callback may start or cancel other calls, so
+        each id is looked up again before it is handled. */
+    size_t n = 0, cap = self->sent ? self->sent : 1;
+    uint64_t *ids = malloc (cap * sizeof *ids);
+    if (!ids)
+        return;
+    size_t cursor = 0;
+    uint64_t key;
+    void *value;
+    while (n < cap && u64map_next (self->calls, &cursor, &key, &value))
+        if (((call_t *) value)->state == CALL_SENT)
+            ids[n++] = key;
+    for (size_t i = 0; i < n; i++) {
+        call_t *call = u64map_get (self->calls, ids[i]);
+        if (!call || call->state != CALL_SENT)
+            continue;
+        call->attempt++;        /* whatever the old attempt answers is stale */
+        s_retry_or_fail (self, call, NULL, why, now);
+    }
+    free (ids);
 }
 
 static void

@@ -1,0 +1,93 @@
+/*  gw: the gateway's shared state. One libwebsockets event loop serves HTTP
+    (and WebSocket) clients; the bus client, the event subscription and the
+    Redis connection are file descriptors adopted into the same loop, so no
+    call ever blocks it (DESIGN §2). */
+#ifndef PARTA_GW_H
+#define PARTA_GW_H
+
+#include "bus_client.h"
+#include "config.h"
+#include "gw_ratelimit.h"
+#include "u64map.h"
+
+#include <czmq.h>
+#include <hiredis/async.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+
+typedef struct gw_t gw_t;
+typedef struct gw_req_t gw_req_t;
+typedef struct gw_route_t gw_route_t;
+typedef struct gw_watch_t gw_watch_t;
+typedef struct gw_metrics_t gw_metrics_t;
+typedef struct gw_auth_t gw_auth_t;
+typedef struct gw_redis_t gw_redis_t;
+
+/* --- fd watches (gw_loop.c) --- */
+
+typedef void (gw_watch_fn) (gw_watch_t *watch, void *arg);
+
+/*  Adopts a duplicate of `fd` into the loop; on_read runs when it is
+    readable, on_write (may be NULL) when writable after gw_watch_want_write. */
+gw_watch_t *gw_watch_add (gw_t *gw, int fd, gw_watch_fn *on_read, gw_watch_fn *on_write, void *arg);
+void gw_watch_want_write (gw_watch_t *watch);
+/*  Stops watching; callbacks will not run again. */
+void gw_watch_remove (gw_watch_t **watch_p);
+
+/*  The bus client, serviced from the loop. After sending, call gw_bus_kick
+    (ZeroMQ's descriptor is edge-triggered: a send can swallow the edge). */
+void gw_bus_kick (gw_t *gw);
+
+/* --- the gateway --- */
+
+#define GW_MAX_SUBS 16
+
+struct gw_t {
+    config_t *cfg;
+    struct lws_context *lws;
+    struct lws_vhost *vhost;
+    int port;                   /* the port actually bound */
+    bus_client_t *bus;
+    gw_watch_t *bus_watch;
+    lws_sorted_usec_list_t bus_timer;
+    zsock_t *sub;               /* events from the broker's XPUB */
+    gw_watch_t *sub_watch;
+    lws_sorted_usec_list_t sub_timer;
+    gw_redis_t *redis;
+    gw_rl_classes_t limits;
+    gw_fallback_t *fallback;
+    gw_auth_t *auth;
+    gw_metrics_t *metrics;
+    u64map_t *reqs;             /* live HTTP requests by id */
+    uint64_t next_req_id;
+    char trusted_proxies[512];  /* comma-separated peer addresses */
+    char services[256];         /* services /readyz expects workers for */
+    int call_timeout_ms;
+    char public_url[256];
+    int stopping;
+};
+
+/* --- HTTP requests (gw_http.c) --- */
+
+typedef enum { GW_GET, GW_POST, GW_PUT, GW_PATCH, GW_DELETE, GW_OPTIONS, GW_METHOD_OTHER } gw_method_t;
+
+const char *gw_method_name (gw_method_t method);
+
+/*  Finishes a request with a JSON body (taken) and status. */
+void gw_reply_json (gw_req_t *req, int status, json_t *body);
+/*  Finishes with the API's error body {"error": {code, message, field?}}. */
+void gw_reply_error (gw_req_t *req, int status, const char *code, const char *message,
+                     const char *field);
+/*  Finishes with a text body. */
+void gw_reply_text (gw_req_t *req, int status, const char *content_type, char *body, size_t len);
+void gw_req_set_header (gw_req_t *req, const char *name, const char *value);
+gw_t *gw_req_gw (gw_req_t *req);
+const char *gw_req_trace (gw_req_t *req);
+uint64_t gw_req_id (gw_req_t *req);
+/*  The live request with this id, or NULL once it ended (async callbacks
+    carry ids, never pointers, because a client may go away meanwhile). */
+gw_req_t *gw_req_find (gw_t *gw, uint64_t id);
+/*  The Accept header ("" when none). */
+const char *gw_req_accept (gw_req_t *req);
+
+#endif

@@ -1,0 +1,79 @@
+/*  gw_limit: see gw_limit.h. */
+#include "gw_limit.h"
+#include "clock.h"
+#include "gw_metrics.h"
+#include "gw_redis.h"
+#include "log.h"
+
+#include <string.h>
+
+typedef struct {
+    uint64_t req_id;
+    gw_limit_done_fn *done;
+    const gw_rl_class_t *cls;
+    char subject[256];
+} pending_t;
+
+static int
+s_fallback (gw_t *gw, const gw_rl_class_t *cls, const char *subject, int64_t *retry_after_ms)
+{
+    int allowed = gw_fallback_check (gw->fallback, cls, subject, clock_mono_ms (), retry_after_ms);
+    if (!allowed)
+        gw_metrics_limited (gw->metrics, cls->name);
+    return allowed;
+}
+
+static void
+s_on_reply (gw_t *gw, redisReply *reply, void *arg)
+{
+    pending_t *p = arg;
+    int64_t retry = 0;
+    int allowed = -1;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_INTEGER
+        && reply->element[1]->type == REDIS_REPLY_INTEGER)
+        allowed = gw_ratelimit_reply (reply->element[0]->integer, reply->element[1]->integer,
+                                      &retry);
+    if (allowed < 0) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            log_warn (NULL, "redis rate-limit script failed error=\"%.100s\"", reply->str);
+        allowed = s_fallback (gw, p->cls, p->subject, &retry);
+    }
+    else if (!allowed)
+        gw_metrics_limited (gw->metrics, p->cls->name);
+    p->done (gw, p->req_id, allowed, retry);
+    free (p);
+}
+
+int
+gw_limit_check (gw_t *gw, const char *cls_name, const char *subject, uint64_t req_id,
+                gw_limit_done_fn *done, int64_t *retry_after_ms)
+{
+    const gw_rl_class_t *cls = gw_ratelimit_class (&gw->limits, cls_name);
+    *retry_after_ms = 0;
+    if (!cls) {
+        static __thread char warned[256];
+        if (!strstr (warned, cls_name) && strlen (warned) + strlen (cls_name) + 2 < sizeof warned) {
+            strcat (warned, cls_name);
+            strcat (warned, ",");
+            log_warn (NULL, "no rate limit configured for a class, allowing class=%s", cls_name);
+        }
+        return 1;
+    }
+    if (gw_redis_up (gw->redis)) {
+        pending_t *p = calloc (1, sizeof *p);
+        if (p) {
+            p->req_id = req_id;
+            p->done = done;
+            p->cls = cls;
+            snprintf (p->subject, sizeof p->subject, "%s", subject);
+            gw_rl_call_t call;
+            gw_ratelimit_call (&call, gw_redis_script_sha (gw->redis), cls, subject);
+            if (gw_redis_command (gw->redis, s_on_reply, p, call.argc, call.argv, call.argvlen)
+                == 0)
+                return -1;
+            free (p);
+        }
+    }
+    return s_fallback (gw, cls, subject, retry_after_ms);
+}

@@ -1,0 +1,134 @@
+/*  gw_routes: the route table and its matcher (see gw_routes.h). */
+#include "gw_routes.h"
+#include "catalog.h"
+#include "gw_ops.h"
+#include "log.h"
+
+#include <string.h>
+
+gw_route_t gw_routes[] = {
+    /* operations (DESIGN §7) */
+    {"GET", "/healthz", NULL, NULL, GW_PUBLIC | GW_READ, 200, NULL, gw_ops_healthz},
+    {"GET", "/readyz", NULL, NULL, GW_PUBLIC | GW_READ, 200, NULL, gw_ops_readyz},
+    {"GET", "/metrics", NULL, NULL, GW_PUBLIC | GW_READ, 200, NULL, gw_ops_metrics},
+    {NULL},
+};
+
+gw_method_t
+gw_method_parse (const char *name)
+{
+    static const char *names[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (int i = 0; i < 6; i++)
+        if (strcmp (name, names[i]) == 0)
+            return (gw_method_t) i;
+    return GW_METHOD_OTHER;
+}
+
+const char *
+gw_method_name (gw_method_t method)
+{
+    static const char *names[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"};
+    return names[method];
+}
+
+int
+gw_routes_init (void)
+{
+    int rc = 0;
+    for (gw_route_t *r = gw_routes; r->method_name; r++) {
+        r->method = gw_method_parse (r->method_name);
+        if (r->local)
+            continue;
+        r->desc = catalog_method (r->bus_method);
+        if (!r->desc) {
+            log_error (NULL, "route names an unknown bus method route=\"%s %s\" method=%s",
+                       r->method_name, r->pattern, r->bus_method);
+            rc = -1;
+            continue;
+        }
+        /*  Every {param} must be a field of the request. */
+        for (const char *p = strchr (r->pattern, '{'); p; p = strchr (p + 1, '{')) {
+            const char *close = strchr (p, '}');
+            char name[48];
+            size_t n = close ? (size_t) (close - p - 1) : 0;
+            if (!close || n == 0 || n >= sizeof name) {
+                log_error (NULL, "bad route pattern pattern=%s", r->pattern);
+                rc = -1;
+                break;
+            }
+            memcpy (name, p + 1, n);
+            name[n] = 0;
+            if (!protobuf_c_message_descriptor_get_field_by_name (r->desc->input, name)) {
+                log_error (NULL, "route parameter is not a request field pattern=%s param=%s",
+                           r->pattern, name);
+                rc = -1;
+            }
+        }
+    }
+    return rc;
+}
+
+/*  Matches `path` against `pattern` segment by segment. */
+static int
+s_match (const char *pattern, const char *path, gw_param_t *params, int *n_params)
+{
+    const char *p = pattern, *q = path;
+    int n = 0;
+    while (*p && *q) {
+        if (*p != '/' || *q != '/')
+            return 0;
+        p++;
+        q++;
+        const char *pe = strchr (p, '/');
+        const char *qe = strchr (q, '/');
+        size_t plen = pe ? (size_t) (pe - p) : strlen (p);
+        size_t qlen = qe ? (size_t) (qe - q) : strlen (q);
+        if (plen > 2 && p[0] == '{' && p[plen - 1] == '}') {
+            if (qlen == 0 || qlen >= sizeof params[0].value || n >= GW_MAX_PARAMS)
+                return 0;
+            size_t nlen = plen - 2;
+            if (nlen >= sizeof params[0].name)
+                return 0;
+            memcpy (params[n].name, p + 1, nlen);
+            params[n].name[nlen] = 0;
+            memcpy (params[n].value, q, qlen);
+            params[n].value[qlen] = 0;
+            n++;
+        }
+        else if (plen != qlen || memcmp (p, q, plen) != 0)
+            return 0;
+        p += plen;
+        q += qlen;
+    }
+    if (*p || *q)
+        return 0;
+    *n_params = n;
+    return 1;
+}
+
+int
+gw_route_match (gw_method_t method, const char *path, const gw_route_t **route,
+                gw_param_t *params, int *n_params, char *allow, size_t allow_len)
+{
+    int path_known = 0;
+    if (allow_len)
+        allow[0] = 0;
+    for (const gw_route_t *r = gw_routes; r->method_name; r++) {
+        gw_param_t scratch[GW_MAX_PARAMS];
+        int n = 0;
+        if (!s_match (r->pattern, path, scratch, &n))
+            continue;
+        if (r->method == method) {
+            *route = r;
+            memcpy (params, scratch, sizeof scratch[0] * (size_t) n);
+            *n_params = n;
+            return 0;
+        }
+        path_known = 1;
+        if (allow_len && !strstr (allow, r->method_name)) {
+            size_t used = strlen (allow);
+            snprintf (allow + used, allow_len - used, "%s%s", used ? ", " : "", r->method_name);
+        }
+    }
+    return path_known ? 405 : 404;
+}
