@@ -138,7 +138,9 @@ config_new (const char *process, const config_opt_t *extra, int argc, char **arg
         }
         const char *value = eq ? eq + 1 : NULL;
         if (!value) {
-            if (a + 1 >= argc) {
+            /*  "--data --log=debug" is a forgotten value, not data="--log=debug";
+                a value that starts with "--" can still be given as --data=--x. */
+            if (a + 1 >= argc || strncmp (argv[a + 1], "--", 2) == 0) {
                 snprintf (err, errlen, "flag '%s' needs a value", arg);
                 config_destroy (&self);
                 return NULL;

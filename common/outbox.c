@@ -50,16 +50,14 @@ outbox_add (db_t *db, const char *type, const char *org_id, const char *actor_id
 const char *
 outbox_epoch (db_t *db)
 {
-    /*  Per-thread cache: one db_t per thread, and the epoch never changes
-        for a database file. */
-    static __thread db_t *cached_db;
+    /*  Read on every call (a cached statement, and callers ask once per
+        batch, not per row): a cache keyed by the db_t pointer returned a
+        closed database's epoch when a new db_t was allocated at the same
+        address, and a database made again at the same path has a new one. */
     static __thread char cached[64];
-    if (cached_db != db) {
-        char *epoch = db_meta_get (db, "epoch");
-        snprintf (cached, sizeof cached, "%s", epoch ? epoch : "");
-        free (epoch);
-        cached_db = db;
-    }
+    char *epoch = db_meta_get (db, "epoch");
+    snprintf (cached, sizeof cached, "%s", epoch ? epoch : "");
+    free (epoch);
     return cached;
 }
 
@@ -113,6 +111,10 @@ outbox_replay (db_t *db, const char *source, uint64_t from_seq, uint32_t limit, 
 {
     if (limit == 0 || limit > REPLAY_MAX)
         limit = REPLAY_MAX;
+    /*  sqlite integers are signed: a from_seq above INT64_MAX (it comes from
+        the network) would bind as negative and replay from the start. */
+    if (from_seq > (uint64_t) INT64_MAX)
+        from_seq = (uint64_t) INT64_MAX;
     sqlite3_stmt *stmt = db_stmt (db, "SELECT " ROW_COLUMNS
                                       " FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?");
     if (!stmt)
