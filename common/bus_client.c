@@ -6,6 +6,7 @@
     entry whose time no longer matches its call's timer is skipped. */
 #include "bus_client.h"
 #include "bus_proto.h"
+#include "bus_socket.h"
 #include "clock.h"
 #include "curve.h"
 #include "log.h"
@@ -31,7 +32,9 @@ typedef struct {
     int64_t timer_at;           /* when the heap should wake us for this call */
     int state;                  /* CALL_SENT, CALL_BACKOFF, CALL_FAILED */
     int retryable;
+    int64_t sent_at;            /* monotonic ms of the current attempt's sending */
     const char *fail_message;   /* for CALL_FAILED */
+    status_t fail_status;
     bus_reply_fn *callback;
     void *arg;
 } call_t;
@@ -56,6 +59,16 @@ struct bus_client_t {
     int64_t next_heartbeat;
     size_t sent;                /* calls in state CALL_SENT */
     char broker[64];            /* broker instance from heartbeats */
+    /*  Heartbeats awaiting an answer: each carries a nonce the broker
+        echoes, so we know when the heartbeat that revealed a new broker
+        instance was sent, and which calls went out before it. */
+    struct {
+        uint64_t nonce;
+        int64_t sent_at;
+    } hb[16];
+    int hb_next;
+    uint64_t hb_nonce;
+    int64_t hb_sent_at;         /* the last heartbeat's sending */
     log_limit_t drop_log;
 };
 
@@ -122,24 +135,17 @@ bus_client_new (const bus_client_opts_t *opts)
     self->heartbeat_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : 1000;
     self->liveness = opts->liveness > 0 ? opts->liveness : 3;
     self->calls = u64map_new ();
-    self->sock = zsock_new (ZMQ_DEALER);
-    if (!self->calls || !self->sock)
+    if (!self->calls)
         goto fail;
-    zsock_set_linger (self->sock, 0);
-    zsock_set_sndhwm (self->sock, 100000);
-    zsock_set_rcvhwm (self->sock, 100000);
-    zsock_set_maxmsgsize (self->sock, BUS_MAX_MESSAGE);
-    if (opts->curve_dir && *opts->curve_dir
-        && curve_client_setup (self->sock, opts->curve_dir, opts->curve_cert))
+    self->sock = bus_socket_connect_with (ZMQ_DEALER, opts->endpoint, opts->curve_dir,
+                                          opts->curve_cert, self->heartbeat_ms, self->liveness);
+    if (!self->sock)
         goto fail;
-    if (zsock_connect (self->sock, "%s", opts->endpoint)) {
-        log_error (NULL, "bus client cannot connect endpoint=%s", opts->endpoint);
-        goto fail;
-    }
     self->handle = zsock_resolve (self->sock);
     randombytes_buf (&self->next_id, sizeof self->next_id);
     self->next_id = (self->next_id >> 16) | 1;  /* room to count, never 0 */
     self->last_recv = clock_mono_ms ();
+    self->hb_sent_at = self->last_recv - self->heartbeat_ms;
     self->drop_log.burst = 5;
     return self;
 fail:
@@ -214,6 +220,7 @@ s_transmit (bus_client_t *self, call_t *call, int64_t now)
     uint8_t cmd = BUS_CLIENT_REQUEST;
     if (s_send_frame (self->handle, "", 0, 1))
         return -1;
+    call->sent_at = now;
     s_send_frame (self->handle, BUS_CLIENT_HEADER, 5, 1);
     s_send_frame (self->handle, &cmd, 1, 1);
     s_send_frame (self->handle, call->service, strlen (call->service), 1);
@@ -224,13 +231,29 @@ s_transmit (bus_client_t *self, call_t *call, int64_t now)
 }
 
 static void
-s_heartbeat (bus_client_t *self)
+s_heartbeat (bus_client_t *self, int64_t now)
 {
     uint8_t cmd = BUS_CLIENT_HEARTBEAT;
+    uint64_t nonce = ++self->hb_nonce;
     if (s_send_frame (self->handle, "", 0, 1) == 0) {
         s_send_frame (self->handle, BUS_CLIENT_HEADER, 5, 1);
-        s_send_frame (self->handle, &cmd, 1, 0);
+        s_send_frame (self->handle, &cmd, 1, 1);
+        s_send_frame (self->handle, &nonce, sizeof nonce, 0);
+        self->hb[self->hb_next].nonce = nonce;
+        self->hb[self->hb_next].sent_at = now;
+        self->hb_next = (self->hb_next + 1) % 16;
+        self->hb_sent_at = now;
     }
+}
+
+/*  Before the first call after a quiet spell, a heartbeat: its answer
+    (which comes before the call's, ZeroMQ keeps order) tells us whether
+    the broker restarted meanwhile without making the call look lost. */
+static void
+s_heartbeat_if_quiet (bus_client_t *self, int64_t now)
+{
+    if (self->sent == 0 && now - self->hb_sent_at >= self->heartbeat_ms)
+        s_heartbeat (self, now);
 }
 
 static void
@@ -250,9 +273,10 @@ s_set_state (bus_client_t *self, call_t *call, int state)
 }
 
 static void
-s_fail_later (bus_client_t *self, call_t *call, const char *message, int64_t now)
+s_fail_later (bus_client_t *self, call_t *call, status_t status, const char *message, int64_t now)
 {
     s_set_state (self, call, CALL_FAILED);
+    call->fail_status = status;
     call->fail_message = message;
     s_call_timer (self, call, now);
 }
@@ -320,12 +344,19 @@ bus_client_send (bus_client_t *self, const char *service, const char *method,
         s_call_free (call);
         return 0;
     }
+    if (call->request_len > BUS_MAX_MESSAGE - 4096) {
+        /*  The broker would cut our connection for it, losing every other
+            call in flight: refuse it here. */
+        s_fail_later (self, call, ST_PAYLOAD_TOO_LARGE, "the request is too large for the bus", now);
+        return call->id;
+    }
+    s_heartbeat_if_quiet (self, now);
     if (s_transmit (self, call, now) == 0) {
         s_set_state (self, call, CALL_SENT);
         s_call_timer (self, call, call->deadline);
     }
     else
-        s_fail_later (self, call, "bus send queue is full", now);
+        s_fail_later (self, call, ST_UNAVAILABLE, "bus send queue is full", now);
     return call->id;
 }
 
@@ -372,12 +403,18 @@ s_finish (bus_client_t *self, call_t *call, const Bus__Reply *reply)
 }
 
 static void
-s_finish_unavailable (bus_client_t *self, call_t *call, const char *message)
+s_finish_status (bus_client_t *self, call_t *call, status_t status, const char *message)
 {
     Bus__Reply reply = BUS__REPLY__INIT;
-    reply.status = ST_UNAVAILABLE;
+    reply.status = status;
     reply.message = (char *) message;
     s_finish (self, call, &reply);
+}
+
+static void
+s_finish_unavailable (bus_client_t *self, call_t *call, const char *message)
+{
+    s_finish_status (self, call, ST_UNAVAILABLE, message);
 }
 
 /*  The call's attempt failed with `unavailable`: try again after a backoff
@@ -406,7 +443,7 @@ s_retry_or_fail (bus_client_t *self, call_t *call, const Bus__Reply *reply, cons
 /*  Every call sent before now is presumed lost (the broker restarted or
     stopped answering). */
 static void
-s_calls_lost (bus_client_t *self, const char *why, int64_t now)
+s_calls_lost (bus_client_t *self, const char *why, int64_t now, int64_t sent_before)
 {
     /*  Collect ids first: a callback may start or cancel other calls, so
         each id is looked up again before it is handled. */
@@ -422,7 +459,7 @@ s_calls_lost (bus_client_t *self, const char *why, int64_t now)
             ids[n++] = key;
     for (size_t i = 0; i < n; i++) {
         call_t *call = u64map_get (self->calls, ids[i]);
-        if (!call || call->state != CALL_SENT)
+        if (!call || call->state != CALL_SENT || call->sent_at >= sent_before)
             continue;
         call->attempt++;        /* whatever the old attempt answers is stale */
         s_retry_or_fail (self, call, NULL, why, now);
@@ -470,6 +507,7 @@ drop:;
 static void
 s_on_heartbeat (bus_client_t *self, zmq_msg_t *frames, int count, int64_t now)
 {
+    /*  "" PBC01 HEARTBEAT instance [nonce] */
     if (count < 4)
         return;
     size_t len = zmq_msg_size (&frames[3]);
@@ -478,9 +516,19 @@ s_on_heartbeat (bus_client_t *self, zmq_msg_t *frames, int count, int64_t now)
     char instance[64];
     memcpy (instance, zmq_msg_data (&frames[3]), len);
     instance[len] = 0;
+    /*  When our heartbeat left: calls sent before it may have gone to a
+        broker that no longer exists. */
+    int64_t sent_at = now;
+    if (count == 5 && zmq_msg_size (&frames[4]) == sizeof (uint64_t)) {
+        uint64_t nonce;
+        memcpy (&nonce, zmq_msg_data (&frames[4]), sizeof nonce);
+        for (int i = 0; i < 16; i++)
+            if (self->hb[i].nonce == nonce && nonce)
+                sent_at = self->hb[i].sent_at;
+    }
     if (self->broker[0] && strcmp (self->broker, instance) != 0) {
         log_info (NULL, "bus broker restarted in_flight=%zu", self->sent);
-        s_calls_lost (self, "the broker restarted", now);
+        s_calls_lost (self, "the broker restarted", now, sent_at);
     }
     memcpy (self->broker, instance, len + 1);
 }
@@ -547,8 +595,9 @@ s_timers (bus_client_t *self, int64_t now)
         if (!call || call->timer_at != t.at)
             continue;
         if (call->state == CALL_FAILED)
-            s_finish_unavailable (self, call, call->fail_message);
+            s_finish_status (self, call, call->fail_status, call->fail_message);
         else if (call->state == CALL_BACKOFF) {
+            s_heartbeat_if_quiet (self, now);
             if (s_transmit (self, call, now) == 0) {
                 s_set_state (self, call, CALL_SENT);
                 s_call_timer (self, call, call->deadline);
@@ -570,10 +619,10 @@ bus_client_process (bus_client_t *self)
         if (now - self->last_recv > (int64_t) self->heartbeat_ms * self->liveness) {
             log_warn (NULL, "bus broker not answering in_flight=%zu", self->sent);
             self->last_recv = now;
-            s_calls_lost (self, "the broker is not answering", now);
+            s_calls_lost (self, "the broker is not answering", now, now + 1);
         }
         else if (now >= self->next_heartbeat) {
-            s_heartbeat (self);
+            s_heartbeat (self, now);
             self->next_heartbeat = now + self->heartbeat_ms;
         }
     }

@@ -9,8 +9,13 @@
 #include "outbox.h"
 #include "ulid.h"
 
+#include "bus_socket.h"
+
+#include <sodium.h>
+
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define IDEMPOTENCY_KEEP_MS (24LL * 3600 * 1000)
@@ -30,25 +35,25 @@ struct bus_call_t {
     int retry_after;
 };
 
+/*  Counters both threads touch. */
+typedef struct {
+    atomic_uint_fast64_t requests;
+    atomic_uint_fast64_t reconnects;
+} shared_t;
+
+/*  The executor's state: what handlers reach through bus_call_t. */
 struct worker_t {
     const config_t *cfg;
     bus_service_t *service;
     void *context;
-    zsock_t *pipe;
-    zsock_t *dealer;
     db_t *db;
     arena_t *arena;
     outbox_pub_t *pub;
     bus_client_t *client;
     zhashx_t *methods;          /* name -> bus_method_t* */
     char instance[ULID_LEN + 1];
-    int heartbeat_ms, liveness, credit;
-    int64_t broker_expiry;      /* monotonic ms */
-    int64_t heartbeat_at;
-    int64_t prune_at;
     int64_t started_at;
-    uint64_t requests, reconnects;
-    log_limit_t drop_log;
+    shared_t *shared;
 };
 
 /* --- the handler's view --- */
@@ -211,8 +216,8 @@ s_sys_stats (bus_call_t *call, const void *request, void **reply)
     }
     stats->outbox_head = outbox_head (w->db);
     stats->outbox_published = outbox_published (w->db);
-    stats->requests = w->requests;
-    stats->reconnects = w->reconnects;
+    stats->requests = atomic_load (&w->shared->requests);
+    stats->reconnects = atomic_load (&w->shared->reconnects);
     *reply = stats;
     return ST_OK;
 }
@@ -351,15 +356,37 @@ s_pack_reply (bus_call_t *call, const ProtobufCMessage *body)
     }
     ProtobufCBinaryData out;
     out.len = bus__reply__get_packed_size (&reply);
+    if (out.len > BUS_MAX_MESSAGE - 4096) {
+        /*  The broker would cut the connection for it: say so instead. */
+        log_error (call->request->trace_id, "reply too large method=%s bytes=%zu",
+                   call->request->method, out.len);
+        Bus__Reply small = BUS__REPLY__INIT;
+        small.status = ST_INTERNAL;
+        small.message = "the reply is too large";
+        reply = small;
+        out.len = bus__reply__get_packed_size (&reply);
+    }
     out.data = arena_alloc (arena, out.len ? out.len : 1);
     bus__reply__pack (&reply, out.data);
     return out;
 }
 
+/*  Idempotency records are per caller, method and key, and remember a hash
+    of the request so that a key reused for something else is refused
+    rather than answered with another request's result. Anonymous calls
+    have no caller to scope a key to, so their keys are ignored. */
+static void
+s_request_hash (bus_call_t *call, unsigned char out[16])
+{
+    crypto_generichash (out, 16, call->request->body.data, call->request->body.len, NULL, 0);
+}
+
+/*  1 with the stored reply in *out, 0 when none, 2 when the key was used
+    for a different request, -1 on a database error. */
 static int
 s_idempotent_lookup (worker_t *w, bus_call_t *call, ProtobufCBinaryData *out)
 {
-    sqlite3_stmt *stmt = db_stmt (w->db, "SELECT reply FROM idempotency"
+    sqlite3_stmt *stmt = db_stmt (w->db, "SELECT reply, request_hash FROM idempotency"
                                          " WHERE caller = ? AND method = ? AND key = ?");
     if (!stmt)
         return -1;
@@ -368,10 +395,17 @@ s_idempotent_lookup (worker_t *w, bus_call_t *call, ProtobufCBinaryData *out)
     sqlite3_bind_text (stmt, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
     int found = 0;
     if (sqlite3_step (stmt) == SQLITE_ROW) {
-        out->len = (size_t) sqlite3_column_bytes (stmt, 0);
-        out->data = arena_alloc (w->arena, out->len ? out->len : 1);
-        memcpy (out->data, sqlite3_column_blob (stmt, 0), out->len);
-        found = 1;
+        unsigned char hash[16];
+        s_request_hash (call, hash);
+        if (sqlite3_column_bytes (stmt, 1) != 16
+            || sodium_memcmp (sqlite3_column_blob (stmt, 1), hash, 16) != 0)
+            found = 2;
+        else {
+            out->len = (size_t) sqlite3_column_bytes (stmt, 0);
+            out->data = arena_alloc (w->arena, out->len ? out->len : 1);
+            memcpy (out->data, sqlite3_column_blob (stmt, 0), out->len);
+            found = 1;
+        }
     }
     sqlite3_reset (stmt);
     return found;
@@ -381,14 +415,18 @@ static int
 s_idempotent_store (worker_t *w, bus_call_t *call, ProtobufCBinaryData reply)
 {
     sqlite3_stmt *stmt = db_stmt (w->db, "INSERT OR REPLACE INTO idempotency"
-                                         " (caller, method, key, reply, at) VALUES (?, ?, ?, ?, ?)");
+                                         " (caller, method, key, reply, at, request_hash)"
+                                         " VALUES (?, ?, ?, ?, ?, ?)");
     if (!stmt)
         return -1;
+    unsigned char hash[16];
+    s_request_hash (call, hash);
     sqlite3_bind_text (stmt, 1, bus_call_user (call), -1, SQLITE_STATIC);
     sqlite3_bind_text (stmt, 2, call->request->method, -1, SQLITE_STATIC);
     sqlite3_bind_text (stmt, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
     sqlite3_bind_blob (stmt, 4, reply.data, (int) reply.len, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 5, call->now);
+    sqlite3_bind_blob (stmt, 6, hash, 16, SQLITE_TRANSIENT);
     return db_step_done (w->db, stmt, NULL);
 }
 
@@ -418,7 +456,7 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
     void *reply_msg = NULL;
     ProtobufCBinaryData out = {0, NULL};
     int idempotent = (m->flags & BUS_WRITE) && request->idempotency_key
-                     && *request->idempotency_key;
+                     && *request->idempotency_key && *bus_call_user (&call);
     int txn = (m->flags & BUS_WRITE) && !(m->flags & BUS_NOTXN);
 
     ProtobufCMessage *msg = protobuf_c_message_unpack (
@@ -430,16 +468,33 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
     }
     if (s_check (&call, msg) != ST_OK)
         goto done;
+    /*  A request whose caller gave up long ago (it sat in a queue while the
+        broker was unreachable) is not run: its answer would go nowhere and
+        its effect would surprise. A second of slack covers clock skew. */
+    if (request->deadline_ms > 0 && call.now > request->deadline_ms + 1000) {
+        bus_call_fail (&call, ST_UNAVAILABLE, NULL, "the caller's deadline passed before it ran");
+        goto done;
+    }
     if (txn && db_begin (w->db)) {
         bus_call_fail (&call, ST_UNAVAILABLE, NULL, "database busy");
         goto done;
     }
     if (idempotent) {
         int found = s_idempotent_lookup (w, &call, &out);
-        if (found) {
+        if (found == 1) {
             if (txn)
                 db_rollback (w->db);
             goto count;     /* the stored reply, nothing done again */
+        }
+        if (found) {
+            if (txn)
+                db_rollback (w->db);
+            if (found == 2)
+                bus_call_fail (&call, ST_CONFLICT, NULL,
+                               "this Idempotency-Key was used for a different request");
+            else
+                bus_call_fail (&call, ST_UNAVAILABLE, NULL, "database busy");
+            goto done;
         }
     }
     call.status = m->handler (&call, msg, &reply_msg);
@@ -489,125 +544,44 @@ count:;
     return out;
 }
 
-/* --- the broker connection --- */
+/* --- the executor: runs requests, owns the database --- */
 
-static void
-s_send_command (worker_t *w, uint8_t cmd, const char *arg1, const char *arg2)
-{
-    void *h = zsock_resolve (w->dealer);
-    zmq_send (h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (h, BUS_WORKER_HEADER, 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (h, &cmd, 1, (arg1 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-    if (arg1)
-        zmq_send (h, arg1, strlen (arg1), (arg2 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-    if (arg2)
-        zmq_send (h, arg2, strlen (arg2), ZMQ_DONTWAIT);
-}
+/*  The worker is two threads. The I/O thread (the actor bus_worker_start
+    returns) owns the broker connection and keeps heartbeating whatever the
+    handlers do; the executor thread owns the database and runs requests one
+    at a time. A handler that takes seconds (a slow call to another service,
+    a busy database) therefore never makes the broker declare the worker
+    dead with requests in hand. They talk over the executor actor's pipe:
+    "REQ" client id payload one way, "REP" client id reply the other. */
 
 static int
-s_connect (worker_t *w)
+s_recv_frames (void *handle, zmq_msg_t *frames, int max, int *extra)
 {
-    zsock_destroy (&w->dealer);
-    w->dealer = zsock_new (ZMQ_DEALER);
-    if (!w->dealer)
-        return -1;
-    zsock_set_linger (w->dealer, 0);
-    zsock_set_maxmsgsize (w->dealer, BUS_MAX_MESSAGE);
-    zsock_set_sndhwm (w->dealer, 100000);
-    zsock_set_rcvhwm (w->dealer, 100000);
-    const char *curve = config_str (w->cfg, "curve");
-    if (curve && *curve && curve_client_setup (w->dealer, curve, config_str (w->cfg, "curve_cert")))
-        return -1;
-    if (zsock_connect (w->dealer, "%s", config_str (w->cfg, "bus"))) {
-        log_error (NULL, "cannot connect to the broker endpoint=%s", config_str (w->cfg, "bus"));
-        return -1;
-    }
-    char credit[16];
-    snprintf (credit, sizeof credit, "%d", w->credit);
-    s_send_command (w, BUS_WORKER_READY, w->service->name, credit);
-    int64_t now = clock_mono_ms ();
-    w->broker_expiry = now + (int64_t) w->heartbeat_ms * w->liveness;
-    w->heartbeat_at = now + w->heartbeat_ms;
-    return 0;
-}
-
-static void
-s_on_request (worker_t *w, zmq_msg_t *frames, int count)
-{
-    /*  "" PBW01 REQUEST client id payload */
-    if (count != 6) {
-        unsigned long suppressed;
-        if (log_limit_allow (&w->drop_log, &suppressed))
-            log_warn (NULL, "worker dropped a malformed request frames=%d suppressed=%lu", count,
-                      suppressed);
-        return;
-    }
-    w->requests++;
-    int wrote = 0;
-    ProtobufCBinaryData reply
-        = s_dispatch (w, zmq_msg_data (&frames[5]), zmq_msg_size (&frames[5]), &wrote);
-    void *h = zsock_resolve (w->dealer);
-    uint8_t cmd = BUS_WORKER_REPLY;
-    zmq_send (h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (h, BUS_WORKER_HEADER, 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (h, &cmd, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (h, zmq_msg_data (&frames[3]), zmq_msg_size (&frames[3]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (h, zmq_msg_data (&frames[4]), zmq_msg_size (&frames[4]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (h, reply.data, reply.len, ZMQ_DONTWAIT);
-    arena_reset (w->arena);
-    if (wrote && w->pub)
-        outbox_pub_flush (w->pub);
-}
-
-/*  Reads what the broker sent. Returns -1 when the broker asked us to
-    reconnect. */
-static int
-s_receive (worker_t *w)
-{
-    void *h = zsock_resolve (w->dealer);
-    for (int batch = 0; batch < 1000; batch++) {
-        zmq_msg_t frames[MAX_FRAMES];
-        int count = 0, more = 1, extra = 0;
-        while (more) {
-            zmq_msg_t part;
-            zmq_msg_init (&part);
-            if (zmq_msg_recv (&part, h, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close (&part);
-                if (count == 0 && !extra)
-                    return 0;
-                break;
-            }
-            more = zmq_msg_more (&part);
-            if (count < MAX_FRAMES)
-                frames[count++] = part;
-            else {
-                zmq_msg_close (&part);
-                extra = 1;
-            }
+    int count = 0, more = 1;
+    *extra = 0;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init (&part);
+        if (zmq_msg_recv (&part, handle, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&part);
+            return count ? count : (*extra ? count : -1);
         }
-        int rc = 0;
-        w->broker_expiry = clock_mono_ms () + (int64_t) w->heartbeat_ms * w->liveness;
-        if (!extra && count >= 3 && zmq_msg_size (&frames[0]) == 0
-            && zmq_msg_size (&frames[1]) == 5
-            && memcmp (zmq_msg_data (&frames[1]), BUS_WORKER_HEADER, 5) == 0
-            && zmq_msg_size (&frames[2]) == 1) {
-            uint8_t cmd = *(uint8_t *) zmq_msg_data (&frames[2]);
-            if (cmd == BUS_WORKER_REQUEST)
-                s_on_request (w, frames, count);
-            else if (cmd == BUS_WORKER_DISCONNECT)
-                rc = -1;
-        }
+        more = zmq_msg_more (&part);
+        if (count < max)
+            frames[count++] = part;
         else {
-            unsigned long suppressed;
-            if (log_limit_allow (&w->drop_log, &suppressed))
-                log_warn (NULL, "worker dropped an unexpected message suppressed=%lu", suppressed);
+            zmq_msg_close (&part);
+            *extra = 1;
         }
-        for (int i = 0; i < count; i++)
-            zmq_msg_close (&frames[i]);
-        if (rc)
-            return rc;
     }
-    return 0;
+    return count;
+}
+
+static void
+s_close_frames (zmq_msg_t *frames, int count)
+{
+    for (int i = 0; i < count; i++)
+        zmq_msg_close (&frames[i]);
 }
 
 static void
@@ -621,11 +595,27 @@ s_prune (worker_t *w)
 }
 
 static void
-s_worker_actor (zsock_t *pipe, void *args)
+s_execute (worker_t *w, void *pipe, zmq_msg_t *frames)
+{
+    /*  frames: "REQ" client id payload */
+    int wrote = 0;
+    atomic_fetch_add (&w->shared->requests, 1);
+    ProtobufCBinaryData reply
+        = s_dispatch (w, zmq_msg_data (&frames[3]), zmq_msg_size (&frames[3]), &wrote);
+    zmq_send (pipe, "REP", 3, ZMQ_SNDMORE);
+    zmq_msg_send (&frames[1], pipe, ZMQ_SNDMORE);
+    zmq_msg_send (&frames[2], pipe, ZMQ_SNDMORE);
+    zmq_send (pipe, reply.data, reply.len, 0);
+    arena_reset (w->arena);
+    if (wrote && w->pub)
+        outbox_pub_flush (w->pub);
+}
+
+static void
+s_executor_actor (zsock_t *pipe, void *args)
 {
     worker_t *w = args;
-    w->pipe = pipe;
-    zsock_signal (pipe, 0);     /* zactor_new's handshake; readiness follows */
+    zsock_signal (pipe, 0);
     char path[1024], err[256];
     snprintf (path, sizeof path, "%s/%s.db", config_str (w->cfg, "data"), w->service->name);
     w->db = db_open (path, w->service->migrations, config_str (w->cfg, "sync"), err, sizeof err);
@@ -636,28 +626,220 @@ s_worker_actor (zsock_t *pipe, void *args)
         goto failed;
     }
     w->pub = outbox_pub_new (w->db, w->service->name, w->cfg);
-    if (!w->pub || s_connect (w))
+    if (!w->pub)
         goto failed;
-    log_info (NULL, "worker ready service=%s instance=%s credit=%d", w->service->name,
-              w->instance, w->credit);
     zstr_send (pipe, "OK");
-    w->prune_at = clock_mono_ms () + PRUNE_EVERY_MS;
+    void *h = zsock_resolve (pipe);
+    int64_t prune_at = clock_mono_ms () + PRUNE_EVERY_MS;
+    for (;;) {
+        int wait = outbox_pub_tick (w->pub);
+        zmq_pollitem_t item = {h, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, wait) < 0 && errno != EINTR)
+            break;
+        int term = 0;
+        for (int n = 0; n < 1000 && !term; n++) {
+            zmq_msg_t frames[MAX_FRAMES];
+            int extra;
+            int count = s_recv_frames (h, frames, MAX_FRAMES, &extra);
+            if (count < 0)
+                break;
+            if (count == 4 && zmq_msg_size (&frames[0]) == 3
+                && memcmp (zmq_msg_data (&frames[0]), "REQ", 3) == 0)
+                s_execute (w, h, frames);
+            else if (count >= 1 && zmq_msg_size (&frames[0]) == 5
+                     && memcmp (zmq_msg_data (&frames[0]), "$TERM", 5) == 0)
+                term = 1;
+            s_close_frames (frames, count);
+        }
+        if (term)
+            break;
+        if (clock_mono_ms () >= prune_at) {
+            s_prune (w);
+            prune_at = clock_mono_ms () + PRUNE_EVERY_MS;
+        }
+    }
+    goto out;
+failed:
+    zstr_send (pipe, "FAIL");
+    char *term = zstr_recv (pipe);
+    zstr_free (&term);
+out:
+    outbox_pub_destroy (&w->pub);
+    bus_client_destroy (&w->client);
+    s_table_free (w);
+    arena_destroy (&w->arena);
+    db_destroy (&w->db);
+}
 
+/* --- the I/O thread: the broker connection --- */
+
+typedef struct {
+    const config_t *cfg;
+    const char *service;
+    worker_t *executor_state;
+    zactor_t *executor;
+    zsock_t *dealer;
+    int heartbeat_ms, liveness, credit;
+    int64_t broker_expiry;      /* monotonic ms */
+    int64_t heartbeat_at;
+    int64_t ready_at;
+    int backoff_ms;             /* grows while the broker keeps refusing us */
+    shared_t *shared;
+    log_limit_t drop_log;
+} io_t;
+
+static void
+s_send_command (io_t *io, uint8_t cmd, const char *arg1, const char *arg2)
+{
+    void *h = zsock_resolve (io->dealer);
+    zmq_send (h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (h, BUS_WORKER_HEADER, 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (h, &cmd, 1, (arg1 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+    if (arg1)
+        zmq_send (h, arg1, strlen (arg1), (arg2 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+    if (arg2)
+        zmq_send (h, arg2, strlen (arg2), ZMQ_DONTWAIT);
+}
+
+static int
+s_connect (io_t *io)
+{
+    zsock_destroy (&io->dealer);
+    io->dealer = bus_socket_connect (ZMQ_DEALER, io->cfg, config_str (io->cfg, "bus"));
+    if (!io->dealer)
+        return -1;
+    char credit[16];
+    snprintf (credit, sizeof credit, "%d", io->credit);
+    s_send_command (io, BUS_WORKER_READY, io->service, credit);
+    int64_t now = clock_mono_ms ();
+    io->ready_at = now;
+    io->broker_expiry = now + (int64_t) io->heartbeat_ms * io->liveness;
+    io->heartbeat_at = now + io->heartbeat_ms;
+    return 0;
+}
+
+/*  Connects again, waiting longer each time the broker turns us away
+    right after READY (it may have no room for our service). */
+static void
+s_reconnect (io_t *io, const char *why)
+{
+    int64_t now = clock_mono_ms ();
+    if (now - io->ready_at < 2000)
+        io->backoff_ms = io->backoff_ms ? (io->backoff_ms * 2 > 5000 ? 5000 : io->backoff_ms * 2)
+                                        : RECONNECT_DELAY_MS;
+    else
+        io->backoff_ms = RECONNECT_DELAY_MS;
+    log_info (NULL, "worker reconnecting service=%s reason=\"%s\" delay_ms=%d", io->service, why,
+              io->backoff_ms);
+    atomic_fetch_add (&io->shared->reconnects, 1);
+    zsock_destroy (&io->dealer);
+    zclock_sleep (io->backoff_ms);
+    s_connect (io);
+}
+
+/*  Reads what the broker sent; requests go to the executor. Returns -1
+    when the broker asked us to reconnect. */
+static int
+s_from_broker (io_t *io)
+{
+    void *h = zsock_resolve (io->dealer);
+    void *exec = zsock_resolve (io->executor);
+    for (int batch = 0; batch < 1000; batch++) {
+        zmq_msg_t frames[MAX_FRAMES];
+        int extra;
+        int count = s_recv_frames (h, frames, MAX_FRAMES, &extra);
+        if (count < 0)
+            return 0;
+        int rc = 0;
+        io->broker_expiry = clock_mono_ms () + (int64_t) io->heartbeat_ms * io->liveness;
+        if (!extra && count >= 3 && zmq_msg_size (&frames[0]) == 0
+            && zmq_msg_size (&frames[1]) == 5
+            && memcmp (zmq_msg_data (&frames[1]), BUS_WORKER_HEADER, 5) == 0
+            && zmq_msg_size (&frames[2]) == 1) {
+            uint8_t cmd = *(uint8_t *) zmq_msg_data (&frames[2]);
+            if (cmd == BUS_WORKER_REQUEST && count == 6) {
+                zmq_send (exec, "REQ", 3, ZMQ_SNDMORE);
+                zmq_msg_send (&frames[3], exec, ZMQ_SNDMORE);
+                zmq_msg_send (&frames[4], exec, ZMQ_SNDMORE);
+                zmq_msg_send (&frames[5], exec, 0);
+            }
+            else if (cmd == BUS_WORKER_DISCONNECT)
+                rc = -1;
+            else if (cmd != BUS_WORKER_HEARTBEAT) {
+                unsigned long suppressed;
+                if (log_limit_allow (&io->drop_log, &suppressed))
+                    log_warn (NULL, "worker dropped a malformed command suppressed=%lu", suppressed);
+            }
+        }
+        else {
+            unsigned long suppressed;
+            if (log_limit_allow (&io->drop_log, &suppressed))
+                log_warn (NULL, "worker dropped an unexpected message suppressed=%lu", suppressed);
+        }
+        s_close_frames (frames, count);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/*  Replies from the executor go to the broker. */
+static void
+s_from_executor (io_t *io)
+{
+    void *exec = zsock_resolve (io->executor);
+    for (int batch = 0; batch < 1000; batch++) {
+        zmq_msg_t frames[MAX_FRAMES];
+        int extra;
+        int count = s_recv_frames (exec, frames, MAX_FRAMES, &extra);
+        if (count < 0)
+            return;
+        if (count == 4 && zmq_msg_size (&frames[0]) == 3
+            && memcmp (zmq_msg_data (&frames[0]), "REP", 3) == 0 && io->dealer) {
+            void *h = zsock_resolve (io->dealer);
+            uint8_t cmd = BUS_WORKER_REPLY;
+            zmq_send (h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send (h, BUS_WORKER_HEADER, 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send (h, &cmd, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_msg_send (&frames[1], h, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_msg_send (&frames[2], h, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_msg_send (&frames[3], h, ZMQ_DONTWAIT);
+        }
+        s_close_frames (frames, count);
+    }
+}
+
+static void
+s_worker_actor (zsock_t *pipe, void *args)
+{
+    io_t *io = args;
+    zsock_signal (pipe, 0);     /* zactor_new's handshake; readiness follows */
+    io->executor = zactor_new (s_executor_actor, io->executor_state);
+    char *status = io->executor ? zstr_recv (io->executor) : NULL;
+    int ok = status && strcmp (status, "OK") == 0;
+    zstr_free (&status);
+    if (!ok || s_connect (io)) {
+        zstr_send (pipe, "FAIL");
+        char *term = zstr_recv (pipe);
+        zstr_free (&term);
+        goto out;
+    }
+    log_info (NULL, "worker ready service=%s instance=%s credit=%d", io->service,
+              io->executor_state->instance, io->credit);
+    zstr_send (pipe, "OK");
     for (;;) {
         int64_t now = clock_mono_ms ();
-        int64_t wait = w->heartbeat_at - now;
-        int pub_wait = outbox_pub_tick (w->pub);
-        if (pub_wait < wait)
-            wait = pub_wait;
-        if (w->broker_expiry - now < wait)
-            wait = w->broker_expiry - now;
+        int64_t wait = io->heartbeat_at - now;
+        if (io->broker_expiry - now < wait)
+            wait = io->broker_expiry - now;
         if (wait < 0)
             wait = 0;
         zmq_pollitem_t items[] = {
             {zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
-            {zsock_resolve (w->dealer), 0, ZMQ_POLLIN, 0},
+            {zsock_resolve (io->dealer), 0, ZMQ_POLLIN, 0},
+            {zsock_resolve (io->executor), 0, ZMQ_POLLIN, 0},
         };
-        if (zmq_poll (items, 2, wait) < 0 && errno != EINTR)
+        if (zmq_poll (items, 3, wait) < 0 && errno != EINTR)
             break;
         if (items[0].revents & ZMQ_POLLIN) {
             char *command = zstr_recv (pipe);
@@ -666,76 +848,77 @@ s_worker_actor (zsock_t *pipe, void *args)
             if (term)
                 break;
         }
-        if ((items[1].revents & ZMQ_POLLIN) || (zsock_events (w->dealer) & ZMQ_POLLIN)) {
-            if (s_receive (w) < 0) {
-                log_info (NULL, "broker asked the worker to reconnect service=%s",
-                          w->service->name);
-                w->reconnects++;
-                s_connect (w);
+        if (items[2].revents & ZMQ_POLLIN)
+            s_from_executor (io);
+        if ((items[1].revents & ZMQ_POLLIN) || (zsock_events (io->dealer) & ZMQ_POLLIN)) {
+            if (s_from_broker (io) < 0) {
+                s_reconnect (io, "the broker asked us to register again");
                 continue;
             }
         }
         now = clock_mono_ms ();
-        if (now >= w->broker_expiry) {
-            log_warn (NULL, "broker silent, reconnecting service=%s", w->service->name);
-            w->reconnects++;
-            zclock_sleep (RECONNECT_DELAY_MS);
-            s_connect (w);
+        if (now >= io->broker_expiry) {
+            s_reconnect (io, "the broker is silent");
             continue;
         }
-        if (now >= w->heartbeat_at) {
-            s_send_command (w, BUS_WORKER_HEARTBEAT, NULL, NULL);
-            w->heartbeat_at = now + w->heartbeat_ms;
-        }
-        if (now >= w->prune_at) {
-            s_prune (w);
-            w->prune_at = now + PRUNE_EVERY_MS;
+        if (now >= io->heartbeat_at) {
+            s_send_command (io, BUS_WORKER_HEARTBEAT, NULL, NULL);
+            io->heartbeat_at = now + io->heartbeat_ms;
         }
     }
-    if (w->dealer)
-        s_send_command (w, BUS_WORKER_DISCONNECT, NULL, NULL);
-    goto out;
-failed:
-    zstr_send (pipe, "FAIL");
-    char *term = zstr_recv (pipe);  /* $TERM: zactor_destroy expects to send it */
-    zstr_free (&term);
+    if (io->dealer) {
+        /*  Say goodbye, giving the message a moment to leave. */
+        zsock_set_linger (io->dealer, 200);
+        s_send_command (io, BUS_WORKER_DISCONNECT, NULL, NULL);
+    }
 out:
-    outbox_pub_destroy (&w->pub);
-    zsock_destroy (&w->dealer);
-    bus_client_destroy (&w->client);
-    s_table_free (w);
-    arena_destroy (&w->arena);
-    db_destroy (&w->db);
-    free (w);
+    zactor_destroy (&io->executor);
+    zsock_destroy (&io->dealer);
+    free (io->executor_state);
+    free (io->shared);
+    free (io);
 }
 
 zactor_t *
 bus_worker_start (const config_t *cfg, bus_service_t *service, void *context)
 {
     worker_t *w = calloc (1, sizeof *w);
-    if (!w)
+    io_t *io = calloc (1, sizeof *io);
+    shared_t *shared = calloc (1, sizeof *shared);
+    if (!w || !io || !shared) {
+        free (w);
+        free (io);
+        free (shared);
         return NULL;
+    }
     w->cfg = cfg;
     w->service = service;
     w->context = context;
-    w->heartbeat_ms = (int) config_int (cfg, "heartbeat_ms", 1000, 10, 60000, NULL);
-    w->liveness = (int) config_int (cfg, "liveness", 3, 1, 100, NULL);
-    w->credit = (int) config_int (cfg, "worker_credit", 8, 1, BUS_CREDIT_MAX, NULL);
-    if (w->heartbeat_ms <= 0)
-        w->heartbeat_ms = 1000;
-    if (w->liveness <= 0)
-        w->liveness = 3;
-    if (w->credit <= 0)
-        w->credit = 8;
+    w->shared = shared;
     w->started_at = clock_now_ms ();
-    w->drop_log.burst = 5;
     ulid_make (w->instance);
-    zactor_t *actor = zactor_new (s_worker_actor, w);
+    io->cfg = cfg;
+    io->service = service->name;
+    io->executor_state = w;
+    io->shared = shared;
+    io->heartbeat_ms = (int) config_int (cfg, "heartbeat_ms", 1000, 10, 60000, NULL);
+    io->liveness = (int) config_int (cfg, "liveness", 3, 1, 100, NULL);
+    io->credit = (int) config_int (cfg, "worker_credit", 8, 1, BUS_CREDIT_MAX, NULL);
+    if (io->heartbeat_ms <= 0)
+        io->heartbeat_ms = 1000;
+    if (io->liveness <= 0)
+        io->liveness = 3;
+    if (io->credit <= 0)
+        io->credit = 8;
+    io->drop_log.burst = 5;
+    zactor_t *actor = zactor_new (s_worker_actor, io);
     if (!actor) {
         free (w);
+        free (io);
+        free (shared);
         return NULL;
     }
-    /*  The actor owns w from here and frees it when it ends. */
+    /*  The actor owns w, io and shared from here and frees them at its end. */
     char *ready = zstr_recv (actor);
     int ok = ready && strcmp (ready, "OK") == 0;
     zstr_free (&ready);

@@ -19,6 +19,13 @@ s_pair (const char *dir, const char *name, const char *comment)
     snprintf (sec, sizeof sec, "%s/%s.cert_secret", dir, name);
     if (s_exists (pub) && s_exists (sec))
         return 0;
+    if (s_exists (pub) || s_exists (sec)) {
+        /*  Half a pair: on a host that holds only the broker's public key,
+            making a new pair would lock it out. Leave it to the operator. */
+        log_error (NULL, "CURVE key pair is incomplete, not replacing it public=%s secret=%s", pub,
+                   sec);
+        return -1;
+    }
     zcert_t *cert = zcert_new ();
     if (!cert)
         return -1;
@@ -58,6 +65,18 @@ curve_keygen (const char *dir)
     return 0;
 }
 
+/*  zcert_load falls back to the public file when the secret one is
+    missing, leaving an all-zero secret key: refuse that. */
+static int
+s_zero_secret (zcert_t *cert)
+{
+    const byte *key = zcert_secret_key (cert);
+    for (int i = 0; i < 32; i++)
+        if (key[i])
+            return 0;
+    return 1;
+}
+
 int
 curve_client_setup (zsock_t *sock, const char *dir, const char *cert_path)
 {
@@ -74,8 +93,9 @@ curve_client_setup (zsock_t *sock, const char *dir, const char *cert_path)
     snprintf (broker, sizeof broker, "%s/broker.cert", dir);
     zcert_t *mine = zcert_load (path);
     zcert_t *server = zcert_load (broker);
-    if (!mine || !server) {
-        log_error (NULL, "cannot load CURVE keys client=%s broker=%s", path, broker);
+    if (!mine || !server || s_zero_secret (mine)) {
+        log_error (NULL, "cannot load CURVE keys (a secret certificate and the broker's public one)"
+                         " client=%s broker=%s", path, broker);
         zcert_destroy (&mine);
         zcert_destroy (&server);
         return -1;
@@ -93,8 +113,9 @@ curve_server_setup (zsock_t *sock, const char *dir)
     char path[1024];
     snprintf (path, sizeof path, "%s/broker.cert", dir);
     zcert_t *cert = zcert_load (path);
-    if (!cert) {
-        log_error (NULL, "cannot load the broker's CURVE key path=%s", path);
+    if (!cert || s_zero_secret (cert)) {
+        log_error (NULL, "cannot load the broker's CURVE key pair path=%s", path);
+        zcert_destroy (&cert);
         return -1;
     }
     zcert_apply (cert, sock);
@@ -109,6 +130,13 @@ curve_auth_start (const char *dir)
 {
     char allowed[1024];
     snprintf (allowed, sizeof allowed, "%s/allowed", dir);
+    zdir_t *listing = zdir_new (allowed, NULL);
+    int n = listing ? zdir_count (listing) : 0;
+    zdir_destroy (&listing);
+    if (n == 0) {
+        log_error (NULL, "no allowed CURVE keys: nobody could connect path=%s", allowed);
+        return NULL;
+    }
     zactor_t *auth = zactor_new (zauth, NULL);
     if (!auth)
         return NULL;

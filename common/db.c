@@ -30,7 +30,7 @@ static const char s_common_schema[] =
     "INSERT OR IGNORE INTO outbox_state (id) VALUES (1);"
     "CREATE TABLE IF NOT EXISTS idempotency ("
     "  caller TEXT NOT NULL, method TEXT NOT NULL, key TEXT NOT NULL,"
-    "  reply BLOB NOT NULL, at INTEGER NOT NULL,"
+    "  reply BLOB NOT NULL, at INTEGER NOT NULL, request_hash BLOB,"
     "  PRIMARY KEY (caller, method, key)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency (at);"
     "CREATE TABLE IF NOT EXISTS event_cursor ("

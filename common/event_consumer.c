@@ -2,7 +2,7 @@
     (see event_consumer.h). */
 #include "event_consumer.h"
 #include "clock.h"
-#include "curve.h"
+#include "bus_socket.h"
 #include "log.h"
 #include "outbox.h"
 
@@ -18,6 +18,7 @@ typedef struct {
     char epoch[64];
     uint64_t last;
     int need_catchup;
+    int behind;                 /* consecutive beacons ahead of us */
     int64_t retry_at;           /* monotonic ms */
 } source_t;
 
@@ -186,7 +187,16 @@ s_catchup (consumer_t *c, source_t *s)
             s->retry_at = clock_mono_ms () + RETRY_MS;
             return;
         }
-        if (strcmp (reply->epoch, s->epoch) != 0) {
+        int new_epoch = strcmp (reply->epoch, s->epoch) != 0;
+        if (!new_epoch && reply->head < s->last) {
+            /*  Same epoch but behind us: the database was restored from a
+                copy. What it numbers now is new to us. */
+            log_error (NULL, "event source went back in time, reading it again from its start"
+                             " source=%s head=%llu ours=%llu", s->name,
+                       (unsigned long long) reply->head, (unsigned long long) s->last);
+            new_epoch = 1;
+        }
+        if (new_epoch) {
             /*  A new outbox (or our first look at it): start from its beginning. */
             if (s->epoch[0])
                 log_warn (NULL, "event source has a new epoch source=%s old=%s new=%s", s->name,
@@ -212,7 +222,8 @@ s_catchup (consumer_t *c, source_t *s)
             if (event)
                 ev__event__free_unpacked (event, NULL);
         }
-        int more = reply->n_events == REPLAY_PAGE && s->last < reply->head;
+        /*  Pages may be cut short by size, so keep asking while behind. */
+        int more = reply->n_events > 0 && s->last < reply->head;
         arena_destroy (&arena);
         if (failed) {
             s->retry_at = clock_mono_ms () + RETRY_MS;
@@ -243,7 +254,11 @@ s_on_event (consumer_t *c, zmsg_t *msg)
         goto out;
     }
     if (strcmp (event->type, "sys.head") == 0) {
-        if (event->seq > s->last)
+        /*  Behind on two beacons in a row, a second apart, means events
+            were lost (not merely still on their way); a beacon below us
+            means the source went back in time. */
+        s->behind = event->seq > s->last ? s->behind + 1 : 0;
+        if (s->behind >= 2 || event->seq < s->last)
             s->need_catchup = 1;
         goto out;
     }
@@ -269,22 +284,20 @@ s_consumer_actor (zsock_t *pipe, void *args)
     char err[256];
     c->db = db_open (c->db_path, NULL, config_str (c->cfg, "sync"), err, sizeof err);
     c->arena = arena_new ();
-    c->sub = zsock_new (ZMQ_SUB);
+    c->sub = bus_socket_connect (ZMQ_SUB, c->cfg, config_str (c->cfg, "events_out"));
     if (!c->db || !c->arena || !c->sub || s_load_cursors (c)) {
         log_error (NULL, "event consumer cannot start path=%s error=\"%s\"", c->db_path,
                    c->db ? "" : err);
         goto failed;
     }
-    zsock_set_rcvhwm (c->sub, 100000);
-    zsock_set_maxmsgsize (c->sub, 8 * 1024 * 1024);
-    const char *curve = config_str (c->cfg, "curve");
-    if (curve && *curve && curve_client_setup (c->sub, curve, config_str (c->cfg, "curve_cert")))
-        goto failed;
-    for (const event_handler_t *h = c->handlers; h->type; h++)
-        zsock_set_subscribe (c->sub, h->type);
+    /*  Every event of a followed source, not only the handled types:
+        sequence numbers count them all, so anything less looks like gaps. */
+    for (int i = 0; i < c->n_sources; i++) {
+        char prefix[70];
+        snprintf (prefix, sizeof prefix, "%s.", c->sources[i].name);
+        zsock_set_subscribe (c->sub, prefix);
+    }
     zsock_set_subscribe (c->sub, "sys.head");
-    if (zsock_connect (c->sub, "%s", config_str (c->cfg, "events_out")))
-        goto failed;
     zstr_send (pipe, "OK");
     log_info (NULL, "event consumer ready sources=%d", c->n_sources);
 

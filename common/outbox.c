@@ -1,7 +1,7 @@
 /*  outbox: events written with the change, published in order (outbox.h). */
 #include "outbox.h"
 #include "clock.h"
-#include "curve.h"
+#include "bus_socket.h"
 #include "log.h"
 #include "ulid.h"
 
@@ -9,6 +9,8 @@
 #include <string.h>
 
 #define REPLAY_MAX 500
+#define REPLAY_MAX_BYTES (4 * 1024 * 1024)
+#define FIRST_LEASE_DELAY_MS 300  /* let the PUB socket connect before publishing */
 #define LEASE_MS 3000
 #define LEASE_RENEW_MS 1000
 #define POLL_MS 10              /* data_version check while holding the lease */
@@ -125,10 +127,18 @@ outbox_replay (db_t *db, const char *source, uint64_t from_seq, uint32_t limit, 
     reply->events = arena_alloc (arena, limit * sizeof (ProtobufCBinaryData));
     reply->n_events = 0;
     int rc;
+    size_t bytes = 0;
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         Ev__Event event;
         outbox_event_from_row (stmt, source, epoch, &event);
         size_t len = ev__event__get_packed_size (&event);
+        /*  A page must fit in one bus message: stop early when it would
+            not (the consumer asks again while it is behind the head). */
+        if (reply->n_events > 0 && bytes + len > REPLAY_MAX_BYTES) {
+            rc = SQLITE_DONE;
+            break;
+        }
+        bytes += len + 8;
         uint8_t *buf = arena_alloc (arena, len ? len : 1);
         ev__event__pack (&event, buf);
         reply->events[reply->n_events].data = buf;
@@ -167,18 +177,12 @@ outbox_pub_new (db_t *db, const char *source, const config_t *cfg)
     self->db = db;
     self->source = strdup (source);
     ulid_make (self->holder);
-    self->pub = zsock_new (ZMQ_PUB);
+    self->pub = bus_socket_connect (ZMQ_PUB, cfg, config_str (cfg, "events_in"));
     if (!self->pub)
         goto fail;
-    zsock_set_linger (self->pub, 1000);
-    zsock_set_sndhwm (self->pub, 100000);
-    const char *curve = config_str (cfg, "curve");
-    if (curve && *curve && curve_client_setup (self->pub, curve, config_str (cfg, "curve_cert")))
-        goto fail;
-    if (zsock_connect (self->pub, "%s", config_str (cfg, "events_in"))) {
-        log_error (NULL, "cannot connect to events_in endpoint=%s", config_str (cfg, "events_in"));
-        goto fail;
-    }
+    /*  A PUB socket drops what it sends before its connection is up, and
+        the rows would count as published: take the lease a moment later. */
+    self->lease_at = clock_mono_ms () + FIRST_LEASE_DELAY_MS;
     return self;
 fail:
     outbox_pub_destroy (&self);

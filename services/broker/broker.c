@@ -67,11 +67,11 @@ typedef struct {
     int64_t heartbeat_at, sweep_at;
     size_t queued;
     /* counters (mmi.stats) */
-    uint64_t requests, replies, drops, expired, worker_losses, lost_requests, clients_seen;
+    uint64_t requests, replies, drops, expired, worker_losses, lost_requests;
     int64_t started_at;
     log_limit_t drop_log;
     /* canned replies */
-    ProtobufCBinaryData no_worker, worker_lost, queue_full, too_many_services;
+    ProtobufCBinaryData no_worker, worker_lost, queue_full, too_many_services, bad_request;
 } broker_t;
 
 /*  Event messages proxied; written by the proxy actor, read by mmi.stats. */
@@ -208,23 +208,42 @@ s_request_destroy (request_t **r_p)
     *r_p = NULL;
 }
 
+static void s_service_free (void **item);
+
+/*  Forgets a service no worker serves, answering what waited for it. Used
+    to make room: requests for made-up names must not keep real services
+    from registering. `for_worker` allows dropping one with waiting
+    requests. Returns 1 if one was forgotten. */
+static int
+s_service_evict (broker_t *b, int for_worker)
+{
+    for (service_t *old = zhashx_first (b->services); old; old = zhashx_next (b->services)) {
+        if (old->workers > 0 || (!for_worker && zlistx_size (old->queue) > 0))
+            continue;
+        request_t *r;
+        while ((r = zlistx_detach (old->queue, NULL))) {
+            s_client_reply (b, &r->client, old->name, &r->id, b->no_worker.data, b->no_worker.len,
+                            1);
+            s_request_destroy (&r);
+            b->queued--;
+            b->expired++;
+        }
+        char *key = (char *) zhashx_cursor (b->services);
+        zhashx_delete (b->services, key);
+        return 1;
+    }
+    return 0;
+}
+
 static service_t *
-s_service (broker_t *b, const char *name, int create)
+s_service (broker_t *b, const char *name, int create, int for_worker)
 {
     service_t *s = zhashx_lookup (b->services, name);
     if (s || !create)
         return s;
-    if (zhashx_size (b->services) >= MAX_SERVICES) {
-        /*  Make room: forget a service nobody serves or waits for. */
-        for (service_t *old = zhashx_first (b->services); old; old = zhashx_next (b->services))
-            if (old->workers == 0 && zlistx_size (old->queue) == 0) {
-                char *key = (char *) zhashx_cursor (b->services);
-                zhashx_delete (b->services, key);
-                break;
-            }
-        if (zhashx_size (b->services) >= MAX_SERVICES)
-            return NULL;
-    }
+    if (zhashx_size (b->services) >= MAX_SERVICES && !s_service_evict (b, 0)
+        && !(for_worker && s_service_evict (b, 1)))
+        return NULL;
     s = calloc (1, sizeof *s);
     s->name = strdup (name);
     s->waiting = zlistx_new ();
@@ -372,10 +391,13 @@ s_on_worker (broker_t *b, zmq_msg_t *f, int count)
             s_disconnect_address (b, &f[0]);
         }
         else if (count != 6 || !s_valid_service (&f[4], name) || credit < 0
-                 || strcmp (name, BUS_MMI_SERVICE) == 0)
+                 || strcmp (name, BUS_MMI_SERVICE) == 0) {
+            /*  Tell the worker, or it would wait in vain for requests. */
             s_drop (b, "malformed READY", key);
+            s_disconnect_address (b, &f[0]);
+        }
         else {
-            service_t *s = s_service (b, name, 1);
+            service_t *s = s_service (b, name, 1, 1);
             if (!s) {
                 s_drop (b, "too many services", key);
                 s_disconnect_address (b, &f[0]);
@@ -496,7 +518,6 @@ s_mmi (broker_t *b, zmq_msg_t *client, zmq_msg_t *id, zmq_msg_t *payload)
         st.lost_requests = b->lost_requests;
         st.events = atomic_load (&s_events);
         st.workers = zhashx_size (b->workers);
-        st.clients = b->clients_seen;
         st.started_at = b->started_at;
         reply.body.len = bus__mmi_stats__get_packed_size (&st);
         body = malloc (reply.body.len + 1);
@@ -523,22 +544,35 @@ static void
 s_on_client (broker_t *b, zmq_msg_t *f, int count)
 {
     uint8_t cmd = *(uint8_t *) zmq_msg_data (&f[3]);
-    if (cmd == BUS_CLIENT_HEARTBEAT && count == 4) {
+    if (cmd == BUS_CLIENT_HEARTBEAT && (count == 4 || count == 5)) {
+        /*  Answer with our instance id and the client's nonce, if any. */
         uint8_t hb = BUS_CLIENT_HEARTBEAT;
         s_send_copy (b, &f[0], 1);
         s_send_bytes (b, "", 0, 1);
         s_send_bytes (b, BUS_CLIENT_HEADER, 5, 1);
         s_send_bytes (b, &hb, 1, 1);
-        s_send_bytes (b, b->instance, strlen (b->instance), 0);
+        s_send_bytes (b, b->instance, strlen (b->instance), count == 5);
+        if (count == 5)
+            s_send_copy (b, &f[4], 0);
         return;
     }
     /*  f[4] service, f[5] id, f[6] ttl, f[7] payload */
     char name[BUS_SERVICE_MAX + 1];
     long ttl;
-    if (cmd != BUS_CLIENT_REQUEST || count != 8 || !s_valid_service (&f[4], name)
-        || zmq_msg_size (&f[5]) == 0 || zmq_msg_size (&f[5]) > BUS_ID_MAX
-        || (ttl = s_number (&f[6], BUS_TTL_MAX_MS)) < 0) {
+    if (cmd != BUS_CLIENT_REQUEST || count != 8 || zmq_msg_size (&f[5]) == 0
+        || zmq_msg_size (&f[5]) > BUS_ID_MAX) {
         s_drop (b, "malformed client command", "client");
+        return;
+    }
+    if (!s_valid_service (&f[4], name) || (ttl = s_number (&f[6], BUS_TTL_MAX_MS)) < 0) {
+        /*  The request can be answered: say what is wrong rather than let
+            the client wait for its deadline. */
+        s_drop (b, "bad service name or time-to-live", "client");
+        size_t n = zmq_msg_size (&f[4]) <= BUS_SERVICE_MAX ? zmq_msg_size (&f[4]) : 0;
+        char echo[BUS_SERVICE_MAX + 1];
+        memcpy (echo, zmq_msg_data (&f[4]), n);
+        echo[n] = 0;
+        s_client_reply (b, &f[0], echo, &f[5], b->bad_request.data, b->bad_request.len, 0);
         return;
     }
     b->requests++;
@@ -546,7 +580,7 @@ s_on_client (broker_t *b, zmq_msg_t *f, int count)
         s_mmi (b, &f[0], &f[5], &f[7]);
         return;
     }
-    service_t *s = s_service (b, name, 1);
+    service_t *s = s_service (b, name, 1, 0);
     if (!s) {
         s_client_reply (b, &f[0], name, &f[5], b->too_many_services.data,
                         b->too_many_services.len, 0);
@@ -741,6 +775,7 @@ s_broker_destroy (broker_t *b)
     free (b->worker_lost.data);
     free (b->queue_full.data);
     free (b->too_many_services.data);
+    free (b->bad_request.data);
     free (b);
 }
 
@@ -854,6 +889,8 @@ broker_start (const config_t *cfg)
     b->worker_lost = s_canned (ST_UNAVAILABLE, "the worker handling the request stopped");
     b->queue_full = s_canned (ST_UNAVAILABLE, "the service's queue is full");
     b->too_many_services = s_canned (ST_UNAVAILABLE, "the broker knows too many services");
+    b->bad_request = s_canned (ST_BAD_REQUEST,
+                               "bad service name (a-z, 0-9, _ and -) or time-to-live (1..600000 ms)");
     zactor_t *actor = zactor_new (s_broker_actor, b);
     if (!actor)
         return NULL;

@@ -177,6 +177,9 @@ test_killed_worker_loses_no_idempotent_request (void **state)
     count_t c = {0};
     const int total = 600;
     int sent = 0, killed = 0;
+    /*  Idempotency keys are scoped to a signed-in caller. */
+    Bus__Caller caller = BUS__CALLER__INIT;
+    caller.user_id = "01M8H8TESTUSER000000000000";
     Echo__CountRequest req = ECHO__COUNT_REQUEST__INIT;
     req.name = "orders";
     int64_t until = clock_mono_ms () + 60000;
@@ -184,7 +187,7 @@ test_killed_worker_loses_no_idempotent_request (void **state)
         while (sent < total && sent - c.done < 20) {
             char key[32];
             snprintf (key, sizeof key, "order-%d", sent);
-            bus_call_opts_t opts = {.timeout_ms = 15000, .idempotency_key = key};
+            bus_call_opts_t opts = {.timeout_ms = 15000, .idempotency_key = key, .caller = &caller};
             assert_true (bus_client_send (client, "echo", "echo.count", &req.base, &opts,
                                           s_count_reply, &c));
             sent++;
@@ -207,7 +210,7 @@ test_killed_worker_loses_no_idempotent_request (void **state)
     /*  And a new write sees exactly total before it. */
     arena_t *arena = arena_new ();
     Echo__CountReply *after = NULL;
-    bus_call_opts_t opts = {.timeout_ms = 5000, .idempotency_key = "one-more"};
+    bus_call_opts_t opts = {.timeout_ms = 5000, .idempotency_key = "one-more", .caller = &caller};
     assert_int_equal (bus_client_call (client, "echo", "echo.count", &req.base, &opts,
                                        &echo__count_reply__descriptor, arena,
                                        (ProtobufCMessage **) &after, NULL),
