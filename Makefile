@@ -18,7 +18,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lmagic -lstemmer -lm -lpthread
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-missing-field-initializers -Wno-format-truncation \
-	-Icommon -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+	-Icommon -Igateway -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 PROTOS = $(wildcard proto/*.proto)
@@ -85,7 +85,7 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: tests/proto/%.proto
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -Wno-missing-braces -c $< -o $@
 
 # Every object may include any generated header.
 $(BUILD)/obj/%.o: %.c $(GEN_H) $(wildcard common/*.h) $(wildcard gateway/*.h) $(wildcard services/*/*.h) $(wildcard tests/service/*.h)

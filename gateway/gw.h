@@ -89,5 +89,10 @@ uint64_t gw_req_id (gw_req_t *req);
 gw_req_t *gw_req_find (gw_t *gw, uint64_t id);
 /*  The Accept header ("" when none). */
 const char *gw_req_accept (gw_req_t *req);
+/*  The caller's user and session ids ("" for public calls). */
+const char *gw_req_user (gw_req_t *req);
+const char *gw_req_session (gw_req_t *req);
+/*  A path parameter by name, or NULL. */
+const char *gw_req_param (gw_req_t *req, const char *name);
 
 #endif

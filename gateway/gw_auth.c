@@ -199,3 +199,17 @@ gw_auth_on_event (gw_t *gw, const Ev__Event *event)
         }
     }
 }
+
+void
+gw_auth_drop_session (gw_t *gw, const char *session_id)
+{
+    if (session_id && *session_id)
+        s_drop_where (gw->auth, NULL, session_id, 0);
+}
+
+void
+gw_auth_drop_user (gw_t *gw, const char *user_id)
+{
+    if (user_id && *user_id)
+        s_drop_where (gw->auth, user_id, NULL, 0);
+}

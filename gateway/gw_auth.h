@@ -27,5 +27,7 @@ void gw_auth_resolve (gw_t *gw, const char *token, const char *trace, uint64_t r
 void gw_auth_on_event (gw_t *gw, const Ev__Event *event);
 
 size_t gw_auth_cached (gw_t *gw);
+void gw_auth_drop_session (gw_t *gw, const char *session_id);
+void gw_auth_drop_user (gw_t *gw, const char *user_id);
 
 #endif

@@ -92,6 +92,27 @@ const char *gw_req_trace (gw_req_t *req) { return req->trace; }
 uint64_t gw_req_id (gw_req_t *req) { return req->id; }
 const char *gw_req_accept (gw_req_t *req) { return req->accept; }
 
+const char *
+gw_req_user (gw_req_t *req)
+{
+    return req->caller && req->caller->user_id ? req->caller->user_id : "";
+}
+
+const char *
+gw_req_session (gw_req_t *req)
+{
+    return req->caller && req->caller->session_id ? req->caller->session_id : "";
+}
+
+const char *
+gw_req_param (gw_req_t *req, const char *name)
+{
+    for (int i = 0; i < req->n_params; i++)
+        if (strcmp (req->params[i].name, name) == 0)
+            return req->params[i].value;
+    return NULL;
+}
+
 gw_req_t *
 gw_req_find (gw_t *gw, uint64_t id)
 {
@@ -142,7 +163,7 @@ gw_reply_json (gw_req_t *req, int status, json_t *body)
 {
     char *text = NULL;
     if (body) {
-        text = json_dumps (body, JSON_COMPACT);
+        text = json_dumps (body, JSON_COMPACT | JSON_REAL_PRECISION (15));
         json_decref (body);
     }
     if (body && !text) {
@@ -570,6 +591,8 @@ s_on_reply (void *arg, const Bus__Reply *reply)
         gw_reply_json (req, http, json_pack ("{s:o}", "error", err));
         return;
     }
+    if (route->after)
+        route->after (req, req->msg);
     if (route->success == 204) {
         gw_reply_text (req, 204, "application/json", NULL, 0);
         return;

@@ -11,7 +11,7 @@ typedef struct {
     uint64_t req_id;
     gw_limit_done_fn *done;
     const gw_rl_class_t *cls;
-    char subject[256];
+    char subject[1024];
 } pending_t;
 
 static int
@@ -35,8 +35,11 @@ s_on_reply (gw_t *gw, redisReply *reply, void *arg)
         allowed = gw_ratelimit_reply (reply->element[0]->integer, reply->element[1]->integer,
                                       &retry);
     if (allowed < 0) {
-        if (reply && reply->type == REDIS_REPLY_ERROR)
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
             log_warn (NULL, "redis rate-limit script failed error=\"%.100s\"", reply->str);
+            if (strncmp (reply->str, "NOSCRIPT", 8) == 0)
+                gw_redis_reload_script (gw->redis);
+        }
         allowed = s_fallback (gw, p->cls, p->subject, &retry);
     }
     else if (!allowed)
@@ -52,13 +55,12 @@ gw_limit_check (gw_t *gw, const char *cls_name, const char *subject, uint64_t re
     const gw_rl_class_t *cls = gw_ratelimit_class (&gw->limits, cls_name);
     *retry_after_ms = 0;
     if (!cls) {
-        static __thread char warned[256];
-        if (!strstr (warned, cls_name) && strlen (warned) + strlen (cls_name) + 2 < sizeof warned) {
-            strcat (warned, cls_name);
-            strcat (warned, ",");
-            log_warn (NULL, "no rate limit configured for a class, allowing class=%s", cls_name);
-        }
-        return 1;
+        /*  gw_routes_init refuses to start without every class a route
+            names, so this is a programming error; refuse rather than let
+            an endpoint go unlimited. */
+        log_error (NULL, "no rate limit configured class=%s", cls_name);
+        *retry_after_ms = 1000;
+        return 0;
     }
     if (gw_redis_up (gw->redis)) {
         pending_t *p = calloc (1, sizeof *p);

@@ -1,7 +1,7 @@
 /*  parta-gateway: reads configuration, builds the gateway (routes, rate
     limits, bus client, event subscription, Redis) and runs the lws loop
     until SIGINT or SIGTERM. */
-#include "curve.h"
+#include "bus_socket.h"
 #include "gw.h"
 #include "gw_auth.h"
 #include "gw_http.h"
@@ -115,25 +115,17 @@ main (int argc, char **argv)
     snprintf (gw->trusted_proxies, sizeof gw->trusted_proxies, "%s",
               config_str (cfg, "trusted_proxies") ? config_str (cfg, "trusted_proxies") : "");
     snprintf (gw->services, sizeof gw->services, "%s", config_str (cfg, "services"));
-    if (gw_routes_init ())
+    if (gw_routes_init (&gw->limits))
         goto fail;
     gw->reqs = u64map_new ();
     gw->fallback = gw_fallback_new (100000);
     gw->auth = gw_auth_new (cache_ms, 100000);
     gw->metrics = gw_metrics_new ();
     gw->bus = bus_client_new_from_config (cfg);
-    gw->sub = zsock_new (ZMQ_SUB);
+    gw->sub = bus_socket_connect (ZMQ_SUB, cfg, config_str (cfg, "events_out"));
     if (!gw->reqs || !gw->fallback || !gw->auth || !gw->metrics || !gw->bus || !gw->sub)
         goto fail;
-    zsock_set_rcvhwm (gw->sub, 100000);
-    const char *curve = config_str (cfg, "curve");
-    if (curve && *curve && curve_client_setup (gw->sub, curve, config_str (cfg, "curve_cert")))
-        goto fail;
     zsock_set_subscribe (gw->sub, "identity.");
-    if (zsock_connect (gw->sub, "%s", config_str (cfg, "events_out"))) {
-        log_error (NULL, "cannot connect to events_out endpoint=%s", config_str (cfg, "events_out"));
-        goto fail;
-    }
 
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_log);
     struct lws_context_creation_info info;

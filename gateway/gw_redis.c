@@ -320,3 +320,13 @@ gw_redis_command (gw_redis_t *self, gw_redis_fn *fn, void *arg, int argc, const 
     self->sent[(self->head + self->count++) % MAX_PENDING] = clock_mono_ms ();
     return 0;
 }
+
+void
+gw_redis_reload_script (gw_redis_t *self)
+{
+    if (!self || !self->ac || !self->connected || !self->script)
+        return;
+    const char *argv[] = {"SCRIPT", "LOAD", self->script};
+    self->sent[(self->head + self->count++) % MAX_PENDING] = clock_mono_ms ();
+    redisAsyncCommandArgv (self->ac, s_on_script, self, 3, argv, NULL);
+}

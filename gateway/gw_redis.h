@@ -24,6 +24,9 @@ int gw_redis_up (gw_redis_t *self);
 /*  The loaded script's SHA1 ("" when none). */
 const char *gw_redis_script_sha (gw_redis_t *self);
 
+/*  Loads the script again (Redis lost it: SCRIPT FLUSH, a failover). */
+void gw_redis_reload_script (gw_redis_t *self);
+
 /*  Sends a command. Returns -1 (and does not call `fn`) when Redis is
     down; otherwise `fn` runs exactly once, later. */
 int gw_redis_command (gw_redis_t *self, gw_redis_fn *fn, void *arg, int argc, const char **argv,

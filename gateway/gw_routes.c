@@ -1,16 +1,59 @@
 /*  gw_routes: the route table and its matcher (see gw_routes.h). */
 #include "gw_routes.h"
 #include "catalog.h"
+#include "gw_auth.h"
 #include "gw_ops.h"
 #include "log.h"
 
 #include <string.h>
+
+/*  The caller's own session ended: its cached caller must go now, not
+    when the event comes round. */
+static void
+s_drop_own_session (gw_req_t *req, const ProtobufCMessage *request)
+{
+    (void) request;
+    gw_auth_drop_session (gw_req_gw (req), gw_req_session (req));
+}
+
+static void
+s_drop_named_session (gw_req_t *req, const ProtobufCMessage *request)
+{
+    (void) request;
+    const char *id = gw_req_param (req, "session_id");
+    if (id)
+        gw_auth_drop_session (gw_req_gw (req), id);
+}
+
+static void
+s_drop_user (gw_req_t *req, const ProtobufCMessage *request)
+{
+    (void) request;
+    gw_auth_drop_user (gw_req_gw (req), gw_req_user (req));
+}
 
 gw_route_t gw_routes[] = {
     /* operations (DESIGN §7) */
     {"GET", "/healthz", NULL, NULL, GW_PUBLIC | GW_READ, 200, NULL, gw_ops_healthz},
     {"GET", "/readyz", NULL, NULL, GW_PUBLIC | GW_READ, 200, NULL, gw_ops_readyz},
     {"GET", "/metrics", NULL, NULL, GW_PUBLIC | GW_READ, 200, NULL, gw_ops_metrics},
+
+    /* auth and account (API.md) */
+    {"POST", "/v1/auth/otp", "identity", "identity.otp_send", GW_PUBLIC, 202,
+     "otp_phone:phone,otp_ip:ip"},
+    {"POST", "/v1/auth/register", "identity", "identity.sign_up", GW_PUBLIC, 201,
+     "login_phone:phone,login_ip:ip"},
+    {"POST", "/v1/auth/login", "identity", "identity.login", GW_PUBLIC, 200,
+     "login_phone:phone,login_ip:ip"},
+    {"POST", "/v1/auth/logout", "identity", "identity.logout", 0, 204, NULL, NULL,
+     s_drop_own_session},
+    {"GET", "/v1/me", "identity", "identity.me", GW_READ, 200},
+    {"PATCH", "/v1/me", "identity", "identity.me_update", 0, 200},
+    {"GET", "/v1/me/sessions", "identity", "identity.sessions", GW_READ, 200},
+    {"DELETE", "/v1/me/sessions/{session_id}", "identity", "identity.session_revoke", 0, 204,
+     NULL, NULL, s_drop_named_session},
+    {"POST", "/v1/me/security/report", "identity", "identity.security_report", 0, 202, NULL,
+     NULL, s_drop_user},
     {NULL},
 };
 
@@ -31,12 +74,41 @@ gw_method_name (gw_method_t method)
     return names[method];
 }
 
+/*  Every class a route names must be configured: an endpoint must not go
+    unlimited because of a typo in the configuration. */
+static int
+s_check_limits (const gw_route_t *r, const gw_rl_classes_t *classes)
+{
+    if (!r->limits)
+        return 0;
+    char list[256];
+    snprintf (list, sizeof list, "%s", r->limits);
+    char *save = NULL;
+    for (char *item = strtok_r (list, ",", &save); item; item = strtok_r (NULL, ",", &save)) {
+        char *colon = strchr (item, ':');
+        if (colon)
+            *colon = 0;
+        if (!colon || !gw_ratelimit_class (classes, item)) {
+            log_error (NULL, "route needs a rate limit that is not configured route=\"%s %s\" class=%s",
+                       r->method_name, r->pattern, item);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int
-gw_routes_init (void)
+gw_routes_init (const gw_rl_classes_t *classes)
 {
     int rc = 0;
+    if (!gw_ratelimit_class (classes, "ip")) {
+        log_error (NULL, "the rate limits must define the class ip (every request)");
+        rc = -1;
+    }
     for (gw_route_t *r = gw_routes; r->method_name; r++) {
         r->method = gw_method_parse (r->method_name);
+        if (s_check_limits (r, classes))
+            rc = -1;
         if (r->local)
             continue;
         r->desc = catalog_method (r->bus_method);

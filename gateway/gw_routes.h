@@ -17,6 +17,9 @@ enum {
 };
 
 typedef void (gw_local_fn) (gw_req_t *req);
+/*  Runs after a successful call, before the reply is sent (e.g. to drop
+    the cached caller of a session that just ended). */
+typedef void (gw_after_fn) (gw_req_t *req, const ProtobufCMessage *request);
 
 struct gw_route_t {
     const char *method_name;    /* "GET", "POST", ... */
@@ -30,6 +33,7 @@ struct gw_route_t {
         ("otp_phone:phone,otp_ip:ip"). */
     const char *limits;
     gw_local_fn *local;
+    gw_after_fn *after;
     /* resolved by gw_routes_init */
     gw_method_t method;
     const ProtobufCMethodDescriptor *desc;
@@ -45,8 +49,9 @@ typedef struct {
 extern gw_route_t gw_routes[];
 
 /*  Resolves every row's bus method; -1 (logged) if a row names a method no
-    service declares or a path parameter that is not a request field. */
-int gw_routes_init (void);
+    service declares, a path parameter that is not a request field, or a
+    rate-limit class `classes` does not define. */
+int gw_routes_init (const gw_rl_classes_t *classes);
 
 /*  Finds the route for a request. Returns 0 and fills route/params on a
     match, 404 when no pattern matches the path, 405 when one matches but

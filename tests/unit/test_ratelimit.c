@@ -305,9 +305,10 @@ test_parse_default_and_lookup (void **state)
     gw_rl_classes_t classes;
     char err[256] = "";
     assert_int_equal (gw_ratelimit_parse (GW_RL_DEFAULT_SPEC, &classes, err, sizeof err), 0);
-    assert_int_equal (classes.count, 5);
-    const char *names[] = {"ip", "otp_phone", "otp_ip", "login_phone", "login_ip"};
-    for (size_t i = 0; i < 5; i++) {
+    assert_int_equal (classes.count, 9);
+    const char *names[] = {"ip",     "otp_phone", "otp_ip",      "login_phone", "login_ip",
+                           "app_ip", "invite_ip", "invite_user", "post_user"};
+    for (size_t i = 0; i < 9; i++) {
         const gw_rl_class_t *cls = gw_ratelimit_class (&classes, names[i]);
         assert_non_null (cls);
         assert_string_equal (cls->name, names[i]);
@@ -318,6 +319,10 @@ test_parse_default_and_lookup (void **state)
     assert_int_equal (otp->rules[0].period_s, 60);
     assert_int_equal (otp->rules[1].burst, 5);
     assert_int_equal (otp->rules[1].period_s, 3600);
+    /*  The issues' figures: 20 codes per hour per IP, 50 checks per hour per IP. */
+    assert_int_equal (gw_ratelimit_class (&classes, "otp_ip")->rules[0].burst, 20);
+    assert_int_equal (gw_ratelimit_class (&classes, "login_ip")->rules[0].burst, 50);
+    assert_int_equal (gw_ratelimit_class (&classes, "login_phone")->rules[0].burst, 10);
     assert_null (gw_ratelimit_class (&classes, "nope"));
     assert_null (gw_ratelimit_class (&classes, "otp"));
     assert_null (gw_ratelimit_class (&classes, ""));

@@ -1,0 +1,38 @@
+/*  text: validation and normalisation of what people type: UTF-8, names,
+    phones. Every service applies the same rules (API.md, Conventions). */
+#ifndef PARTA_TEXT_H
+#define PARTA_TEXT_H
+
+#include <stddef.h>
+
+/*  1 if `s` is valid UTF-8 (no overlongs, no surrogates). */
+int text_utf8_valid (const char *s, size_t len);
+/*  Code points in valid UTF-8. */
+size_t text_utf8_length (const char *s);
+
+/*  Trims leading and trailing white space (ASCII and U+00A0) into `out`
+    (at most outlen bytes with the NUL). Returns the trimmed length. */
+size_t text_trim (const char *s, char *out, size_t outlen);
+
+/*  Checks a single-line text field: valid UTF-8, no control characters,
+    trimmed length in code points within [min, max]. Writes the trimmed
+    text to out. Returns NULL when fine, else a message for the user. */
+const char *text_check_line (const char *s, size_t min, size_t max, char *out, size_t outlen);
+
+/*  Checks a multi-line text (messages): like text_check_line but newline
+    and tab are allowed. */
+const char *text_check_multiline (const char *s, size_t min, size_t max, char *out,
+                                  size_t outlen);
+
+/*  Normalises a phone number to E.164: "+79991234567" from "+7 (999)
+    123-45-67", "8 999 123-45-67", "8-999-123-45-67", "79991234567",
+    "9991234567"; other countries as "+<8..15 digits>". Separators allowed:
+    space, '-', '(', ')', '.'. Returns 0, or -1 for anything else. `out`
+    needs 17 bytes. */
+int text_phone_normalize (const char *in, char *out, size_t outlen);
+
+/*  A plausible e-mail address (one '@', a dot in the domain, no spaces,
+    at most 254 bytes). */
+int text_email_valid (const char *s);
+
+#endif
