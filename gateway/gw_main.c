@@ -21,6 +21,7 @@ static const config_opt_t s_options[] = {
     {"auth_cache_ms", "30000", "how long a resolved token is cached, milliseconds (at most 30000)"},
     {"services", "identity,org,invite,chat,meet,audit", "services /readyz expects workers of"},
     {"call_timeout_ms", "5000", "deadline of a bus call made for an HTTP request"},
+    {"list_routes", NULL, "print the route table as JSON and exit (any value)"},
     {NULL, NULL, NULL},
 };
 
@@ -117,6 +118,22 @@ main (int argc, char **argv)
     snprintf (gw->services, sizeof gw->services, "%s", config_str (cfg, "services"));
     if (gw_routes_init (&gw->limits))
         goto fail;
+    if (config_str (cfg, "list_routes")) {
+        /*  For the API document's test: every route, as the table has it. */
+        json_t *list = json_array ();
+        for (const gw_route_t *r = gw_routes; r->method_name; r++)
+            json_array_append_new (
+                list, json_pack ("{s:s, s:s, s:s?, s:b, s:i, s:s?}", "method", r->method_name,
+                                 "path", r->pattern, "bus_method", r->bus_method, "public",
+                                 (r->flags & GW_PUBLIC) != 0, "success", r->success, "limits",
+                                 r->limits));
+        char *text = json_dumps (list, JSON_INDENT (2));
+        printf ("%s\n", text);
+        free (text);
+        json_decref (list);
+        s_destroy (gw);
+        return 0;
+    }
     gw->reqs = u64map_new ();
     gw->fallback = gw_fallback_new (100000);
     gw->auth = gw_auth_new (cache_ms, 100000);
