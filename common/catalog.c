@@ -12,7 +12,7 @@
 
 const ProtobufCServiceDescriptor *const catalog_services[] = {
     &identity__identity__descriptor,
-    &org__org__descriptor,
+    &org__org_service__descriptor,
     &invite__invite__descriptor,
     &chat__chat__descriptor,
     &meet__meet__descriptor,

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int
@@ -201,4 +202,54 @@ text_email_valid (const char *s)
         if ((unsigned char) *p <= ' ' || *p == 0x7F)
             return 0;
     return 1;
+}
+
+size_t
+text_fold (const char *in, char *out, size_t outlen)
+{
+    const unsigned char *s = (const unsigned char *) in;
+    size_t j = 0;
+    if (outlen == 0)
+        return 0;
+    while (*s && j + 4 < outlen) {
+        unsigned char c = s[0];
+        if (c < 0x80) {
+            out[j++] = (char) tolower (c);
+            s++;
+            continue;
+        }
+        if ((c == 0xD0 || c == 0xD1) && s[1]) {
+            unsigned int cp = ((c & 0x1F) << 6) | (s[1] & 0x3F);
+            if (cp >= 0x410 && cp <= 0x42F)
+                cp += 0x20;             /* А..Я -> а..я */
+            else if (cp >= 0x400 && cp <= 0x40F)
+                cp += 0x50;             /* Ѐ..Џ -> ѐ..џ */
+            if (cp == 0x451)
+                cp = 0x435;             /* ё -> е */
+            out[j++] = (char) (0xC0 | (cp >> 6));
+            out[j++] = (char) (0x80 | (cp & 0x3F));
+            s += 2;
+            continue;
+        }
+        out[j++] = (char) c;
+        s++;
+    }
+    out[j] = 0;
+    return j;
+}
+
+int
+text_date_valid (const char *s)
+{
+    if (!s || strlen (s) != 10 || s[4] != '-' || s[7] != '-')
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit ((unsigned char) s[i]))
+            return 0;
+    int y = atoi (s), m = atoi (s + 5), d = atoi (s + 8);
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1900 || y > 2999 || m < 1 || m > 12 || d < 1 || d > days[m - 1])
+        return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return !(m == 2 && d == 29 && !leap);
 }

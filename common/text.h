@@ -31,6 +31,13 @@ const char *text_check_multiline (const char *s, size_t min, size_t max, char *o
     needs 17 bytes. */
 int text_phone_normalize (const char *in, char *out, size_t outlen);
 
+/*  Folds text for case-insensitive search: ASCII and Cyrillic letters to
+    lower case, "ё" to "е". Other characters are kept. Returns the length. */
+size_t text_fold (const char *in, char *out, size_t outlen);
+
+/*  1 if `s` is a calendar date "YYYY-MM-DD" (years 1900..2999). */
+int text_date_valid (const char *s);
+
 /*  A plausible e-mail address (one '@', a dot in the domain, no spaces,
     at most 254 bytes). */
 int text_email_valid (const char *s);

@@ -32,6 +32,23 @@ s_drop_user (gw_req_t *req, const ProtobufCMessage *request)
     gw_auth_drop_user (gw_req_gw (req), gw_req_user (req));
 }
 
+/*  A user's roles just changed through this gateway: drop their cached
+    caller now, so their very next request sees the new roles (the
+    identity event does the same for other gateways a moment later). */
+static void
+s_drop_target_user (gw_req_t *req, const ProtobufCMessage *request)
+{
+    const char *user = gw_req_param (req, "user_id");
+    if (!user && request) {
+        const ProtobufCFieldDescriptor *f
+            = protobuf_c_message_descriptor_get_field_by_name (request->descriptor, "user_id");
+        if (f && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED)
+            user = *(const char *const *) ((const char *) request + f->offset);
+    }
+    if (user && *user)
+        gw_auth_drop_user (gw_req_gw (req), user);
+}
+
 gw_route_t gw_routes[] = {
     /* operations (DESIGN §7) */
     {"GET", "/healthz", NULL, NULL, GW_PUBLIC | GW_READ, 200, NULL, gw_ops_healthz},
@@ -54,6 +71,34 @@ gw_route_t gw_routes[] = {
      NULL, NULL, s_drop_named_session},
     {"POST", "/v1/me/security/report", "identity", "identity.security_report", 0, 202, NULL,
      NULL, s_drop_user},
+
+    /* institutions and structure (API.md) */
+    {"POST", "/v1/org-applications", "org", "org.application_create", GW_PUBLIC, 201, "app_ip:ip"},
+    {"GET", "/v1/org-applications", "org", "org.applications_list", GW_READ, 200},
+    {"POST", "/v1/org-applications/{id}/approve", "org", "org.application_approve", 0, 200},
+    {"POST", "/v1/org-applications/{id}/reject", "org", "org.application_reject", 0, 200},
+    {"GET", "/v1/orgs", "org", "org.search", GW_READ, 200},
+    {"GET", "/v1/orgs/{org_id}", "org", "org.get", GW_READ, 200},
+    {"PATCH", "/v1/orgs/{org_id}", "org", "org.update", 0, 200},
+    {"POST", "/v1/orgs/{org_id}/units", "org", "org.unit_create", 0, 201},
+    {"GET", "/v1/orgs/{org_id}/units", "org", "org.units_list", GW_READ, 200},
+    {"PATCH", "/v1/orgs/{org_id}/units/{unit_id}", "org", "org.unit_update", 0, 200},
+    {"GET", "/v1/orgs/{org_id}/units/{unit_id}/members", "org", "org.unit_members", GW_READ, 200},
+    {"PUT", "/v1/orgs/{org_id}/units/{unit_id}/curator", "org", "org.curator_set", 0, 200},
+    {"DELETE", "/v1/orgs/{org_id}/units/{unit_id}/curator", "org", "org.curator_unset", 0, 204},
+    {"GET", "/v1/orgs/{org_id}/members", "org", "org.members_list", GW_READ, 200},
+    {"POST", "/v1/orgs/{org_id}/members/{user_id}/roles", "org", "org.role_grant", 0, 200, NULL,
+     NULL, s_drop_target_user},
+    {"DELETE", "/v1/orgs/{org_id}/members/{user_id}/roles/{role}", "org", "org.role_revoke", 0,
+     204, NULL, NULL, s_drop_target_user},
+    {"POST", "/v1/orgs/{org_id}/members/{user_id}/verify", "org", "org.verify", 0, 200, NULL, NULL,
+     s_drop_target_user},
+    {"POST", "/v1/orgs/{org_id}/guardians", "org", "org.guardian_link", 0, 201},
+    {"DELETE", "/v1/orgs/{org_id}/guardians/{parent_id}/{student_id}", "org",
+     "org.guardian_unlink", 0, 204},
+    {"POST", "/v1/orgs/{org_id}/movements", "org", "org.movement_create", 0, 201, NULL, NULL,
+     s_drop_target_user},
+    {"GET", "/v1/orgs/{org_id}/movements", "org", "org.movements_list", GW_READ, 200},
     {NULL},
 };
 
