@@ -108,6 +108,14 @@ bus_call_fail (bus_call_t *call, status_t status, const char *field, const char 
 }
 
 void
+bus_call_clear (bus_call_t *call)
+{
+    call->status = ST_OK;
+    call->message = call->field = call->code = call->reason = NULL;
+    call->retry_after = 0;
+}
+
+void
 bus_call_set_code (bus_call_t *call, const char *code)
 {
     call->code = arena_strdup (call->worker->arena, code);
@@ -611,6 +619,30 @@ s_execute (worker_t *w, void *pipe, zmq_msg_t *frames)
         outbox_pub_flush (w->pub);
 }
 
+/*  The service's periodic work, as a call without a caller. */
+static void
+s_tick (worker_t *w)
+{
+    static Bus__Request tick_request = BUS__REQUEST__INIT;
+    tick_request.method = "sys.tick";
+    bus_call_t call = {.worker = w, .request = &tick_request, .status = ST_OK};
+    call.now = clock_now_ms ();
+    if (db_begin (w->db))
+        return;
+    status_t st = w->service->tick (&call);
+    if (st == ST_OK) {
+        if (db_commit (w->db) && db_txn_depth (w->db))
+            db_rollback (w->db);
+    }
+    else {
+        db_rollback (w->db);
+        log_warn (NULL, "periodic work failed service=%s status=%s message=\"%s\"",
+                  w->service->name, status_name (st), call.message ? call.message : "");
+    }
+    arena_reset (w->arena);
+    outbox_pub_flush (w->pub);
+}
+
 static void
 s_executor_actor (zsock_t *pipe, void *args)
 {
@@ -631,8 +663,15 @@ s_executor_actor (zsock_t *pipe, void *args)
     zstr_send (pipe, "OK");
     void *h = zsock_resolve (pipe);
     int64_t prune_at = clock_mono_ms () + PRUNE_EVERY_MS;
+    int tick_ms = w->service->tick ? (w->service->tick_ms > 0 ? w->service->tick_ms : 1000) : 0;
+    int64_t tick_at = clock_mono_ms () + tick_ms;
     for (;;) {
         int wait = outbox_pub_tick (w->pub);
+        if (tick_ms) {
+            int64_t until = tick_at - clock_mono_ms ();
+            if (until < wait)
+                wait = until < 0 ? 0 : (int) until;
+        }
         zmq_pollitem_t item = {h, 0, ZMQ_POLLIN, 0};
         if (zmq_poll (&item, 1, wait) < 0 && errno != EINTR)
             break;
@@ -656,6 +695,10 @@ s_executor_actor (zsock_t *pipe, void *args)
         if (clock_mono_ms () >= prune_at) {
             s_prune (w);
             prune_at = clock_mono_ms () + PRUNE_EVERY_MS;
+        }
+        if (tick_ms && clock_mono_ms () >= tick_at) {
+            s_tick (w);
+            tick_at = clock_mono_ms () + tick_ms;
         }
     }
     goto out;

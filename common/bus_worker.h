@@ -62,6 +62,12 @@ typedef struct {
         context); returns -1 to refuse to start. */
     int (*init) (const config_t *cfg, void **context);
     void (*fini) (void *context);
+    /*  Runs every tick_ms in the worker's executor, inside a write
+        transaction (events allowed), for work nobody asks for: expiring,
+        reminding. Every instance runs it, so it must be idempotent. May
+        be NULL. */
+    status_t (*tick) (bus_call_t *call);
+    int tick_ms;
 } bus_service_t;
 
 /*  Runs a service process: configuration, database, worker and consumer
@@ -95,6 +101,9 @@ bus_client_t *bus_call_client (bus_call_t *call);
     `field` may be NULL. */
 status_t bus_call_fail (bus_call_t *call, status_t status, const char *field, const char *fmt,
                         ...) __attribute__ ((format (printf, 4, 5)));
+/*  Forgets a failure recorded earlier (a courtesy lookup that failed but
+    does not make the call fail). */
+void bus_call_clear (bus_call_t *call);
 /*  A specific error code ("invitation_revoked") for the reply. */
 void bus_call_set_code (bus_call_t *call, const char *code);
 void bus_call_set_reason (bus_call_t *call, const char *reason);

@@ -14,7 +14,7 @@ const ProtobufCServiceDescriptor *const catalog_services[] = {
     &identity__identity__descriptor,
     &org__org_service__descriptor,
     &invite__invite__descriptor,
-    &chat__chat__descriptor,
+    &chat__chat_service__descriptor,
     &meet__meet__descriptor,
     &audit__audit__descriptor,
     &bus__sys__descriptor,

@@ -77,6 +77,7 @@ struct gw_req_t {
     int n_hdr;
     int close_after;
     int responded;
+    const char *bad_header;
 };
 
 typedef struct {
@@ -320,8 +321,10 @@ s_read_headers (gw_req_t *req, const char *path)
     s_header (wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, req->content_type, sizeof req->content_type);
     int n = lws_hdr_custom_length (wsi, "idempotency-key:", 16);
     if (n > 0) {
-        if (n >= (int) sizeof req->idem)
+        if (n >= (int) sizeof req->idem) {
+            req->bad_header = "Idempotency-Key";
             return 400;
+        }
         lws_hdr_custom_copy (wsi, req->idem, sizeof req->idem, "idempotency-key:", 16);
     }
     char auth[1024];
@@ -339,8 +342,10 @@ s_read_headers (gw_req_t *req, const char *path)
     if (s_header (wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl) > 0) {
         char *end;
         long long v = strtoll (cl, &end, 10);
-        if (*end || v < 0)
+        if (*end || v < 0) {
+            req->bad_header = "Content-Length";
             return 400;
+        }
         req->content_length = v;
     }
     char te[64];
@@ -357,6 +362,10 @@ s_read_headers (gw_req_t *req, const char *path)
 static int
 s_apply_query (gw_req_t *req, char *field, size_t field_len, char *err, size_t errlen)
 {
+    /*  Writes take their fields from the body only: a password or a code in
+        a URL would end up in proxies' logs. */
+    int writes = req->method == GW_POST || req->method == GW_PUT || req->method == GW_PATCH;
+    int allowed = !writes || (req->route->flags & GW_QUERY);
     char frag[1024];
     for (int i = 0; i < 32; i++) {
         int n = lws_hdr_copy_fragment (req->wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
@@ -369,6 +378,10 @@ s_apply_query (gw_req_t *req, char *field, size_t field_len, char *err, size_t e
         if (eq)
             *eq = 0;
         snprintf (field, field_len, "%s", frag);
+        if (!allowed) {
+            snprintf (err, errlen, "this endpoint takes no query parameters: send them in the body");
+            return -1;
+        }
         if (!req->msg || codec_set_text (req->msg, frag, value, req->arena, err, errlen))
             return -1;
     }
@@ -591,14 +604,14 @@ s_on_reply (void *arg, const Bus__Reply *reply)
         gw_reply_json (req, http, json_pack ("{s:o}", "error", err));
         return;
     }
+    ProtobufCMessage *out = protobuf_c_message_unpack (
+        route->desc->output, arena_allocator (req->arena), reply->body.len, reply->body.data);
     if (route->after)
-        route->after (req, req->msg);
+        route->after (req, req->msg, out);
     if (route->success == 204) {
         gw_reply_text (req, 204, "application/json", NULL, 0);
         return;
     }
-    ProtobufCMessage *out = protobuf_c_message_unpack (
-        route->desc->output, arena_allocator (req->arena), reply->body.len, reply->body.data);
     json_t *json = out ? codec_to_json (out) : NULL;
     if (!json) {
         log_error (req->trace, "reply does not decode route=\"%s %s\"", route->method_name,
@@ -686,8 +699,14 @@ s_advance (gw_req_t *req)
         case STAGE_AUTH:
             req->stage = STAGE_USER_LIMITS;
             req->limits_at = req->route->limits;
-            if (req->route->flags & GW_PUBLIC)
+            if (req->route->flags & GW_PUBLIC) {
+                /*  Anonymous, but services still learn where it came from
+                    (sessions keep it; guessing protection counts by it). */
+                req->caller = arena_msg (req->arena, &bus__caller__descriptor);
+                req->caller->ip = req->ip;
+                req->caller->user_agent = req->user_agent;
                 break;
+            }
             if (!req->token) {
                 gw_reply_error (req, 401, "unauthorized",
                                 "sign in and send the token as Authorization: Bearer", NULL);
@@ -808,7 +827,9 @@ gw_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
                 gw_reply_error (req, 411, "length_required", "send the body with Content-Length",
                                 NULL);
             else
-                gw_reply_error (req, 400, "bad_request", "malformed request headers", NULL);
+                gw_reply_error (req, 400, "bad_request",
+                                "a header is malformed (Content-Length, or Idempotency-Key over 128 bytes)",
+                                req->bad_header);
             return 0;
         }
         int body_method = req->method == GW_POST || req->method == GW_PUT

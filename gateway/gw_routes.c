@@ -3,6 +3,7 @@
 #include "catalog.h"
 #include "gw_auth.h"
 #include "gw_ops.h"
+#include "invite.pb-c.h"
 #include "log.h"
 
 #include <string.h>
@@ -10,25 +11,28 @@
 /*  The caller's own session ended: its cached caller must go now, not
     when the event comes round. */
 static void
-s_drop_own_session (gw_req_t *req, const ProtobufCMessage *request)
+s_drop_own_session (gw_req_t *req, const ProtobufCMessage *request, const ProtobufCMessage *reply)
 {
     (void) request;
+    (void) reply;
     gw_auth_drop_session (gw_req_gw (req), gw_req_session (req));
 }
 
 static void
-s_drop_named_session (gw_req_t *req, const ProtobufCMessage *request)
+s_drop_named_session (gw_req_t *req, const ProtobufCMessage *request, const ProtobufCMessage *reply)
 {
     (void) request;
+    (void) reply;
     const char *id = gw_req_param (req, "session_id");
     if (id)
         gw_auth_drop_session (gw_req_gw (req), id);
 }
 
 static void
-s_drop_user (gw_req_t *req, const ProtobufCMessage *request)
+s_drop_user (gw_req_t *req, const ProtobufCMessage *request, const ProtobufCMessage *reply)
 {
     (void) request;
+    (void) reply;
     gw_auth_drop_user (gw_req_gw (req), gw_req_user (req));
 }
 
@@ -36,8 +40,9 @@ s_drop_user (gw_req_t *req, const ProtobufCMessage *request)
     caller now, so their very next request sees the new roles (the
     identity event does the same for other gateways a moment later). */
 static void
-s_drop_target_user (gw_req_t *req, const ProtobufCMessage *request)
+s_drop_target_user (gw_req_t *req, const ProtobufCMessage *request, const ProtobufCMessage *reply)
 {
+    (void) reply;
     const char *user = gw_req_param (req, "user_id");
     if (!user && request) {
         const ProtobufCFieldDescriptor *f
@@ -47,6 +52,16 @@ s_drop_target_user (gw_req_t *req, const ProtobufCMessage *request)
     }
     if (user && *user)
         gw_auth_drop_user (gw_req_gw (req), user);
+}
+
+/*  A join request was approved: its requester's roles changed. */
+static void
+s_drop_requester (gw_req_t *req, const ProtobufCMessage *request, const ProtobufCMessage *reply)
+{
+    (void) request;
+    const Invite__JoinRequest *jr = (const Invite__JoinRequest *) reply;
+    if (jr && jr->user && jr->user->id)
+        gw_auth_drop_user (gw_req_gw (req), jr->user->id);
 }
 
 gw_route_t gw_routes[] = {
@@ -99,6 +114,21 @@ gw_route_t gw_routes[] = {
     {"POST", "/v1/orgs/{org_id}/movements", "org", "org.movement_create", 0, 201, NULL, NULL,
      s_drop_target_user},
     {"GET", "/v1/orgs/{org_id}/movements", "org", "org.movements_list", GW_READ, 200},
+
+    /* invitations and join requests (API.md) */
+    {"POST", "/v1/orgs/{org_id}/invitations", "invite", "invite.create", 0, 201},
+    {"GET", "/v1/orgs/{org_id}/invitations", "invite", "invite.list", GW_READ, 200},
+    {"POST", "/v1/orgs/{org_id}/invitations/revoke-unused", "invite", "invite.revoke_unused", 0, 200},
+    {"DELETE", "/v1/orgs/{org_id}/invitations/{id}", "invite", "invite.revoke", 0, 204},
+    {"GET", "/v1/invitations/{token}", "invite", "invite.preview", GW_PUBLIC | GW_READ, 200},
+    {"POST", "/v1/invitations/{token}/accept", "invite", "invite.accept", 0, 200, "invite_user:user",
+     NULL, s_drop_user},
+    {"POST", "/v1/orgs/{org_id}/join-requests", "invite", "invite.join_create", 0, 201},
+    {"GET", "/v1/orgs/{org_id}/join-requests", "invite", "invite.join_list", GW_READ, 200},
+    {"POST", "/v1/orgs/{org_id}/join-requests/{id}/approve", "invite", "invite.join_approve", 0, 200,
+     NULL, NULL, s_drop_requester},
+    {"POST", "/v1/orgs/{org_id}/join-requests/{id}/reject", "invite", "invite.join_reject", 0, 200},
+    {"GET", "/v1/me/join-requests", "invite", "invite.my_join_requests", GW_READ, 200},
     {NULL},
 };
 

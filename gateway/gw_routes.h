@@ -14,12 +14,14 @@
 enum {
     GW_PUBLIC = 1 << 0,         /* no token needed */
     GW_READ = 1 << 1,           /* read-only: the bus client may retry it */
+    GW_QUERY = 1 << 2,          /* takes query parameters though it has a body */
 };
 
 typedef void (gw_local_fn) (gw_req_t *req);
 /*  Runs after a successful call, before the reply is sent (e.g. to drop
     the cached caller of a session that just ended). */
-typedef void (gw_after_fn) (gw_req_t *req, const ProtobufCMessage *request);
+typedef void (gw_after_fn) (gw_req_t *req, const ProtobufCMessage *request,
+                           const ProtobufCMessage *reply);
 
 struct gw_route_t {
     const char *method_name;    /* "GET", "POST", ... */

@@ -13,7 +13,7 @@ static bus_method_t s_methods[] = {
 
 bus_service_t chat_service = {
     .name = "chat",
-    .descriptor = &chat__chat__descriptor,
+    .descriptor = &chat__chat_service__descriptor,
     .methods = s_methods,
     .migrations = s_migrations,
 };

@@ -1309,6 +1309,38 @@ s_guardian_unlink (bus_call_t *call, const void *request, void **reply)
     return ST_OK;
 }
 
+/*  For invitations that name a student: the parent accepting it is linked.
+    No caller check (the invitation's creator was checked); the roles are. */
+static status_t
+s_guardian_add (bus_call_t *call, const void *request, void **reply)
+{
+    const Org__GuardianRequest *req = request;
+    if (s_id (call, "org_id", req->org_id) || s_id (call, "parent_id", req->parent_id)
+        || s_id (call, "student_id", req->student_id))
+        return ST_BAD_REQUEST;
+    status_t st;
+    if ((st = s_need_role (call, req->org_id, req->parent_id, BUS__ROLE__ROLE_PARENT, "parent_id",
+                           "not_a_parent", "a parent"))
+        || (st = s_need_role (call, req->org_id, req->student_id, BUS__ROLE__ROLE_STUDENT,
+                              "student_id", "not_a_student", "a student")))
+        return st;
+    char group[ULID_LEN + 1] = "";
+    if (orgstore_student_group (bus_call_db (call), req->org_id, req->student_id, group,
+                                sizeof group) < 0)
+        return s_db_error (call);
+    guardian_t g = {req, group, 1, 0};
+    st = s_txn (call, s_guardian_txn, &g);
+    if (st != ST_OK)
+        return st;
+    Org__Guardian *out = arena_msg (bus_call_arena (call), &org__guardian__descriptor);
+    out->org_id = req->org_id;
+    out->parent_id = req->parent_id;
+    out->student_id = req->student_id;
+    out->created_at = bus_call_now (call);
+    *reply = out;
+    return ST_OK;
+}
+
 /* --- movements --- */
 
 /*  Policy: "движение обучающихся и педагогических работников". A movement
@@ -1673,11 +1705,21 @@ static status_t
 s_unit_join (bus_call_t *call, const void *request, void **reply)
 {
     (void) reply;
-    const Org__UnitJoinRequest *req = request;
-    if (s_id (call, "org_id", req->org_id) || s_id (call, "unit_id", req->unit_id)
-        || s_id (call, "user_id", req->user_id))
+    Org__UnitJoinRequest req = *(const Org__UnitJoinRequest *) request;
+    if (s_id (call, "org_id", req.org_id) || s_id (call, "user_id", req.user_id))
         return ST_BAD_REQUEST;
-    return s_txn (call, s_unit_join_txn, (void *) req);
+    char staff[ULID_LEN + 1];
+    if ((!req.unit_id || !*req.unit_id) && req.role == BUS__ROLE__ROLE_TEACHER) {
+        int found = orgstore_org_staff_unit (bus_call_db (call), req.org_id, staff, sizeof staff);
+        if (found < 0)
+            return s_db_error (call);
+        if (!found)
+            return bus_call_fail (call, ST_NOT_FOUND, "org_id", "no such organisation");
+        req.unit_id = staff;
+    }
+    if (s_id (call, "unit_id", req.unit_id))
+        return ST_BAD_REQUEST;
+    return s_txn (call, s_unit_join_txn, &req);
 }
 
 /* --- the service --- */
@@ -1707,6 +1749,7 @@ static bus_method_t s_methods[] = {
     {"org.movements_list", s_movements_list, BUS_ORG_MEMBER},
     {"org.summary", s_summary, 0},
     {"org.unit_join", s_unit_join, BUS_WRITE | BUS_NOTXN},
+    {"org.guardian_add", s_guardian_add, BUS_WRITE | BUS_NOTXN},
     {NULL, NULL, 0},
 };
 
