@@ -1,0 +1,468 @@
+'use strict';
+// The foundation seen from outside: the stack starts as `make run` starts
+// it and says when it is ready, answers every error the documented way
+// (API.md "Conventions"), never answers 500 to bad input, limits requests
+// per IP, keeps working without Redis, and stops leaving nothing behind.
+// Each describe block runs its own stack from the built binaries.
+
+const { describe, it, beforeEach } = require('node:test');
+const assert = require('node:assert/strict');
+const {
+    startStack, stackForSuite, limits, assertError, requestCode, newPhone, waitFor, alive,
+} = require('./lib/stack');
+
+const SERVICES = ['identity', 'org', 'invite', 'chat', 'meet', 'audit'];
+
+describe('the stack as make run starts it', { timeout: 180000 }, () => {
+    const suiteStack = stackForSuite();
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('prints PARTA_READY with its URL, and /readyz is 200 with broker, redis and a worker of every service', async () => {
+        assert.match(stack.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+        assert.ok(stack.pids.length >= 9, `run.pids lists redis, the broker, 6 services and the gateway: ${JSON.stringify(stack.pids)}`);
+        for (const name of ['redis', 'broker', ...SERVICES, 'gateway'])
+            assert.ok(stack.pids.some((p) => p.name === name && alive(p.pid)), `${name} is running`);
+        const res = await stack.get('/readyz');
+        assert.equal(res.status, 200, res.text);
+        assert.ok(res.json && res.json.checks, res.text);
+        assert.equal(res.json.checks.broker, 'ok', res.text);
+        assert.equal(res.json.checks.redis, 'ok', res.text);
+        for (const s of SERVICES)
+            assert.ok(res.json.checks.services[s] >= 1, `at least one ${s} worker: ${res.text}`);
+    });
+
+    it('/healthz answers 200', async () => {
+        const res = await stack.get('/healthz');
+        assert.equal(res.status, 200, res.text);
+    });
+
+    it('/metrics is Prometheus text counting the requests just made, by route', async () => {
+        // The request counter of a route and status, or 0 when not there yet.
+        const counter = (lines, route, code) => {
+            const line = lines.find((l) => !l.startsWith('#') && l.includes('_total{') &&
+                l.includes(`"${route}"`) && l.includes(`"${code}"`));
+            return line ? Number(line.split(' ').pop()) : 0;
+        };
+        const scrape = async () => {
+            const res = await stack.get('/metrics');
+            assert.equal(res.status, 200, res.text);
+            assert.match(String(res.headers.get('content-type')), /^text\/plain/);
+            return { text: res.text, lines: res.text.split('\n').filter(Boolean) };
+        };
+        const before = await scrape();
+        // Requests of a known shape: two health checks and an OTP request
+        // refused for its phone.
+        assert.equal((await stack.get('/healthz')).status, 200);
+        assert.equal((await stack.get('/healthz')).status, 200);
+        const bad = await stack.post('/v1/auth/otp', { phone: 'not a phone' });
+        assert.equal(bad.status, 400, bad.text);
+        const now = await scrape();
+        // Every line is a comment or `name{labels} value`.
+        for (const line of now.lines)
+            assert.match(line, /^(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .*|[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? (-?[0-9.eE+-]+|[+-]?Inf|NaN))$/,
+                `not Prometheus text: ${line}`);
+        assert.ok(now.lines.some((l) => /^# TYPE \S+ counter$/.test(l)), 'declares its counters');
+        const healthz = counter(now.lines, 'GET /healthz', 200) - counter(before.lines, 'GET /healthz', 200);
+        assert.ok(healthz >= 2, `GET /healthz 200 counted twice more (got ${healthz}):\n${now.text}`);
+        const otp = counter(now.lines, 'POST /v1/auth/otp', 400) - counter(before.lines, 'POST /v1/auth/otp', 400);
+        assert.equal(otp, 1, `POST /v1/auth/otp 400 counted once more:\n${now.text}`);
+    });
+
+    it('an unknown route is 404 not_found', async () => {
+        assertError(await stack.get('/v1/no-such-thing'), 404, 'not_found', null);
+        assertError(await stack.post('/v1/auth/otp/extra', { phone: newPhone() }), 404, 'not_found', null);
+        assertError(await stack.get('/'), 404, 'not_found', null);
+    });
+
+    it('a known route with the wrong method is 405 with Allow', async () => {
+        const res = await stack.get('/v1/auth/otp');
+        assertError(res, 405, undefined, null);
+        assert.match(String(res.headers.get('allow')), /\bPOST\b/, 'Allow names POST');
+        const del = await stack.del('/v1/auth/login');
+        assertError(del, 405, undefined, null);
+    });
+
+    it('malformed JSON is 400 bad_request with field ""', async () => {
+        for (const body of ['{', '{"phone": }', '{"phone": "+79991234567",}', 'nonsense', '{"a":1}{"b":2}']) {
+            const res = await stack.post('/v1/auth/otp', body);
+            assertError(res, 400, 'bad_request', '', `body ${body}`);
+        }
+    });
+
+    it('a JSON value that is not an object is 400 with field ""', async () => {
+        for (const body of ['[]', '"text"', '42', 'null', 'true']) {
+            const res = await stack.post('/v1/auth/otp', body);
+            assertError(res, 400, 'bad_request', '', `body ${body}`);
+        }
+    });
+
+    it('a body announced over 1 MiB is 413 payload_too_large', async () => {
+        // The head alone: Content-Length over the limit is refused before
+        // any of the body is read.
+        for (const [route, length] of [['/v1/auth/otp', 1024 * 1024 + 1], ['/v1/auth/register', 5 * 1024 * 1024]]) {
+            const res = await stack.rawHead('POST', route, length);
+            assert.ok(!res.error, `a reply to POST ${route} with Content-Length ${length}: ${res.error}`);
+            assert.equal(res.status, 413, res.text);
+            const json = JSON.parse(res.text);
+            assert.equal(json.error.code, 'payload_too_large', res.text);
+            assert.equal(typeof json.error.message, 'string', res.text);
+        }
+        // Exactly 1 MiB is within the limit: it is judged as JSON (only
+        // spaces here, so 400 with field "").
+        const limit = await stack.post('/v1/auth/otp', ' '.repeat(1024 * 1024));
+        assertError(limit, 400, 'bad_request', '');
+    });
+
+    it('a client that sends a body over 1 MiB reads the 413 answer', async () => {
+        // What a client (fetch) sees when it sends a 2 MiB JSON body: the
+        // documented 413, not a connection reset half-way through. Ten
+        // tries, since whether the answer is lost is a race.
+        const outcomes = [];
+        for (let i = 0; i < 10; i++) {
+            const body = JSON.stringify({ phone: newPhone(), pad: 'x'.repeat(2 * 1024 * 1024) });
+            outcomes.push(await stack.post('/v1/auth/otp', body).then(
+                (res) => `${res.status} ${res.json && res.json.error ? res.json.error.code : res.text}`,
+                (err) => `${err.name}: ${err.message}${err.cause ? ` (${err.cause.code || err.cause.message})` : ''}`));
+        }
+        assert.deepEqual(outcomes, Array(10).fill('413 payload_too_large'));
+    });
+
+    it('a NUL byte (%00) in the query string gets a 4xx error body, not a dropped connection', async () => {
+        const found = [];
+        for (const [method, p] of [['GET', '/healthz?cursor=%00'], ['GET', '/v1/me?limit=%00'], ['POST', '/v1/auth/otp?x=%00']]) {
+            const res = await stack.raw(method, p, method === 'POST'
+                ? { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ phone: newPhone() }) } : {});
+            let code = null;
+            try { code = JSON.parse(res.text).error.code; } catch { code = null; }
+            found.push(`${method} ${p} -> ${res.error ? res.error : `${res.status >= 400 && res.status < 500 ? '4xx' : res.status} ${code ? 'error body' : res.text}`}`);
+        }
+        assert.deepEqual(found, [
+            'GET /healthz?cursor=%00 -> 4xx error body',
+            'GET /v1/me?limit=%00 -> 4xx error body',
+            'POST /v1/auth/otp?x=%00 -> 4xx error body',
+        ]);
+    });
+
+    it('request headers over the limit get a 4xx answer (431), not a dropped connection', async () => {
+        const res = await stack.raw('GET', '/v1/me', { headers: { Authorization: `Bearer ${'x'.repeat(10 * 1024)}` } });
+        assert.ok(!res.error, `GET /v1/me with a 10 KB Authorization header: no answer (${res.error})`);
+        assert.ok(res.status === 431 || res.status === 400, `status ${res.status}: ${res.text}`);
+        // The gateway is still there.
+        assert.equal((await stack.get('/healthz')).status, 200);
+    });
+
+    it('an unknown JSON field is 400 naming it', async () => {
+        const res = await stack.post('/v1/auth/otp', { phone: newPhone(), nickname: 'x' });
+        assertError(res, 400, 'bad_request', 'nickname');
+        const reg = await stack.post('/v1/auth/register', { phone: newPhone(), code: '123456', full_name: 'A B', admin: true });
+        assertError(reg, 400, 'bad_request', 'admin');
+    });
+
+    it('a JSON value of the wrong type is 400 naming the field', async () => {
+        assertError(await stack.post('/v1/auth/otp', { phone: 79991234567 }), 400, 'bad_request', 'phone');
+        assertError(await stack.post('/v1/auth/otp', { phone: ['+79991234567'] }), 400, 'bad_request', 'phone');
+        assertError(await stack.post('/v1/auth/otp', { phone: { n: 1 } }), 400, 'bad_request', 'phone');
+        assertError(await stack.post('/v1/auth/login', { phone: newPhone(), code: 123456 }), 400, 'bad_request', 'code');
+        assertError(await stack.post('/v1/auth/register', { phone: newPhone(), code: '123456', full_name: true }),
+            400, 'bad_request', 'full_name');
+    });
+
+    it('a body that is not JSON by Content-Type is 415 unsupported_media_type', async () => {
+        const body = JSON.stringify({ phone: newPhone() });
+        for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml']) {
+            const res = await stack.post('/v1/auth/otp', body, { headers: { 'Content-Type': type } });
+            assertError(res, 415, 'unsupported_media_type', null, type);
+        }
+    });
+
+    it('the stack stops leaving no process behind', async () => {
+        const pids = stack.readPids();
+        assert.ok(pids.length >= 9);
+        await stack.stop();   // asserts that every pid of run.pids is gone
+        for (const p of pids)
+            assert.throws(() => process.kill(p.pid, 0), { code: 'ESRCH' }, `${p.name} (pid ${p.pid}) is gone`);
+        // The port is closed too.
+        const res = await fetch(`${stack.url}/healthz`, { signal: AbortSignal.timeout(5000) }).then(
+            (r) => r.status, (err) => err.name);
+        assert.equal(res, 'TypeError', `nothing answers at ${stack.url} any more`);
+    });
+});
+
+describe('a service that is down', { timeout: 180000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_CALL_TIMEOUT_MS: '1500' } });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('answers 503 unavailable for its routes, and bad input still gets its 4xx', async () => {
+        const phone = newPhone();
+        const pid = stack.kill('identity', 'SIGKILL');
+        assert.ok(await waitFor(() => !alive(pid), { timeoutMs: 5000 }), 'identity is gone');
+        const res = await stack.post('/v1/auth/otp', { phone });
+        assertError(res, 503, 'unavailable', null, `POST /v1/auth/otp with identity down\n${stack.logTails(10, ['gateway', 'broker'])}`);
+        assert.equal(stack.readOtp(phone), null, 'no code was sent');
+        // Input the gateway refuses itself needs no service.
+        assertError(await stack.post('/v1/auth/otp', { phone: 1 }), 400, 'bad_request', 'phone');
+        assertError(await stack.post('/v1/auth/otp', '{'), 400, 'bad_request', '');
+        // A route of a service that is not down is still served.
+        assert.equal((await stack.get('/healthz')).status, 200);
+        const ready = await waitFor(async () => {
+            const r = await stack.get('/readyz');
+            return r.status === 503 ? r : null;
+        }, { timeoutMs: 15000, intervalMs: 200 });
+        assert.ok(ready, '/readyz turns 503 when identity has no worker');
+        assert.equal(ready.json.checks.services.identity, 0, ready.text);
+    });
+
+    it('never answers a 500 while it is down: random bodies get a 4xx or exactly 503', async () => {
+        const rnd = rng(0x5eed);
+        const bodies = Array.from({ length: 30 }, () => randomBody(rnd));
+        const results = await Promise.all(bodies.map(async (b) => {
+            const res = await stack.raw('POST', pick(rnd, PUBLIC_POSTS), { headers: b.headers, body: b.body, timeoutMs: 15000 });
+            return { b, res };
+        }));
+        for (const { b, res } of results) {
+            assert.ok(!res.error, `no reply to ${JSON.stringify(b.body.toString('utf8').slice(0, 200))}: ${res.error}`);
+            assert.ok(res.status < 500 || res.status === 503,
+                `status ${res.status} for ${JSON.stringify(b.body.toString('utf8').slice(0, 200))}: ${res.text}`);
+        }
+    });
+});
+
+// --- a small fuzzer, seeded so that a failure can be replayed ---
+
+const PUBLIC_POSTS = ['/v1/auth/otp', '/v1/auth/register', '/v1/auth/login'];
+const FIELDS = ['phone', 'code', 'full_name', 'password', 'comment', 'token', '', 'a'.repeat(300), 'phone\u0000', '__proto__', 'ПОЛЕ'];
+
+function rng(seed) {
+    let s = seed >>> 0;
+    return () => {
+        s = (s + 0x6d2b79f5) >>> 0;
+        let t = s;
+        t = Math.imul(t ^ (t >>> 15), t | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+}
+const pick = (r, list) => list[Math.floor(r() * list.length)];
+const int = (r, n) => Math.floor(r() * n);
+
+function randomString(r) {
+    const kinds = [
+        () => '',
+        () => '+7999' + String(1000000 + int(r, 8999999)),      // a valid phone
+        () => '8 (999) ' + String(int(r, 1000)).padStart(3, '0') + '-' + String(int(r, 10000)).padStart(4, '0'),
+        () => String(int(r, 1000000)).padStart(6, '0'),          // a plausible code
+        () => 'x'.repeat(int(r, 20000)),
+        () => Array.from({ length: int(r, 50) }, () => String.fromCharCode(int(r, 0x3000))).join(''),
+        () => '\u0000\u0001\u001f\u007f',
+        () => '\ud83d\ude00'.repeat(int(r, 300)),
+        () => '\ud800',                                          // a lone surrogate
+        () => "'; DROP TABLE users; --",
+        () => '%s%n%x'.repeat(10),
+        () => ' '.repeat(int(r, 500)),
+        () => 'Иван Петров',
+    ];
+    return pick(r, kinds)();
+}
+
+function randomValue(r, depth = 0) {
+    const kinds = [
+        () => randomString(r),
+        () => randomString(r),
+        () => int(r, 2) ? int(r, 1e9) : -int(r, 1e9),
+        () => r() * 1e308 * (int(r, 2) ? 1 : -1),
+        () => int(r, 2) === 1,
+        () => null,
+        () => (depth < 3 ? Array.from({ length: int(r, 4) }, () => randomValue(r, depth + 1)) : []),
+        () => (depth < 3 ? randomObject(r, depth + 1) : {}),
+    ];
+    return pick(r, kinds)();
+}
+
+function randomObject(r, depth = 0) {
+    const o = {};
+    const n = int(r, 6);
+    for (let i = 0; i < n; i++) o[pick(r, FIELDS)] = randomValue(r, depth);
+    return o;
+}
+
+// {headers, body: Buffer}
+function randomBody(r) {
+    const json = { 'Content-Type': 'application/json' };
+    const kinds = [
+        () => ({ headers: json, body: Buffer.from(JSON.stringify(randomObject(r))) }),
+        () => ({ headers: json, body: Buffer.from(JSON.stringify(randomObject(r))) }),
+        () => ({ headers: json, body: Buffer.from(JSON.stringify(randomObject(r))) }),
+        () => ({ headers: json, body: Buffer.from(JSON.stringify(randomValue(r))) }),
+        () => {   // truncated JSON
+            const s = JSON.stringify(randomObject(r));
+            return { headers: json, body: Buffer.from(s.slice(0, int(r, s.length + 1))) };
+        },
+        () => ({ headers: json, body: Buffer.from(Array.from({ length: int(r, 2000) }, () => int(r, 256))) }),
+        () => ({ headers: json, body: Buffer.from('['.repeat(5000 + int(r, 50000)) + ']'.repeat(int(r, 10))) }),
+        () => ({ headers: json, body: Buffer.from('{"phone":"' + '\\u0000'.repeat(int(r, 100)) + '"}') }),
+        () => ({ headers: json, body: Buffer.from('{"phone":"\\ud800\\udc00\\ud800"}') }),
+        () => ({ headers: json, body: Buffer.from('{"phone":1e999999,"code":-0.0e-999}') }),
+        () => ({ headers: { 'Content-Type': pick(r, ['text/plain', 'application/jsonx', 'APPLICATION/JSON', 'application/json; charset=latin1', '', '*/*']) },
+            body: Buffer.from(JSON.stringify(randomObject(r))) }),
+        () => ({ headers: {}, body: Buffer.from(JSON.stringify(randomObject(r))) }),
+    ];
+    return pick(r, kinds)();
+}
+
+// Every byte of the UTF-8 form (lone surrogates become U+FFFD) as %XX.
+function percentEncode(text) {
+    return Array.from(Buffer.from(text, 'utf8'), (b) => '%' + b.toString(16).padStart(2, '0')).join('');
+}
+
+function randomPath(r) {
+    const seg = () => pick(r, [
+        'v1', 'auth', 'otp', 'login', 'register', 'me', 'sessions', 'healthz', 'readyz', 'metrics',
+        '..', '.', '', '%2e%2e', '%00', '%2F', '%ff%fe', 'a'.repeat(int(r, 3000)), '{id}', '01J0000000000000000000000',
+        percentEncode(randomString(r).slice(0, 200)),
+    ]);
+    let p = '';
+    const n = 1 + int(r, 6);
+    for (let i = 0; i < n; i++) p += '/' + seg();
+    if (int(r, 3) === 0) p += '?' + pick(r, ['a=1', 'phone=%2B7999', 'limit=-1', '&&&', '=', 'x'.repeat(2000) + '=1', 'cursor=%00']);
+    return p;
+}
+
+describe('bad input never gets a 500', { timeout: 300000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('a few hundred random bodies at the public routes: every status is below 500', async () => {
+        const seed = Number(process.env.PARTA_FUZZ_SEED || 20261128);
+        const r = rng(seed);
+        const failures = [];
+        for (let i = 0; i < 300; i++) {
+            const b = randomBody(r);
+            const route = pick(r, PUBLIC_POSTS);
+            const res = await stack.raw('POST', route, { headers: b.headers, body: b.body, timeoutMs: 10000 });
+            if (res.error || res.status >= 500)
+                failures.push(`#${i} POST ${route} ${JSON.stringify(b.headers)} ${JSON.stringify(b.body.toString('utf8').slice(0, 300))} -> ${res.error || res.status + ' ' + res.text}`);
+        }
+        assert.deepEqual(failures, [], `seed ${seed}:\n${failures.join('\n')}\n${stack.logTails(10, ['gateway', 'identity'])}`);
+        assert.equal((await stack.get('/healthz')).status, 200, 'still up');
+    });
+
+    it('a few hundred random paths and methods: every status is below 500, each an error body', async () => {
+        const seed = Number(process.env.PARTA_FUZZ_SEED || 20261128) + 1;
+        const r = rng(seed);
+        const failures = [];
+        for (let i = 0; i < 300; i++) {
+            const method = pick(r, ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+            const p = randomPath(r);
+            const opts = { timeoutMs: 10000 };
+            if (method !== 'GET' && int(r, 2)) {
+                const b = randomBody(r);
+                opts.headers = b.headers;
+                opts.body = b.body;
+            }
+            if (int(r, 4) === 0) opts.headers = { ...(opts.headers || {}), Authorization: `Bearer ${randomString(r).replace(/[^\x21-\x7e]/g, 'x').slice(0, 500) || 'x'}` };
+            const res = await stack.raw(method, p, opts);
+            if (res.error || res.status >= 500) {
+                failures.push(`#${i} ${method} ${p.slice(0, 300)} -> ${res.error || res.status + ' ' + res.text}`);
+                continue;
+            }
+            if (res.status >= 400) {
+                let ok = false;
+                try {
+                    const j = JSON.parse(res.text);
+                    ok = typeof j.error.code === 'string' && typeof j.error.message === 'string';
+                } catch { ok = false; }
+                if (!ok) failures.push(`#${i} ${method} ${p.slice(0, 300)} -> ${res.status} without an error body: ${res.text.slice(0, 200)}`);
+            }
+        }
+        assert.deepEqual(failures, [], `seed ${seed}:\n${failures.join('\n')}\n${stack.logTails(10, ['gateway'])}`);
+        assert.equal((await stack.get('/healthz')).status, 200, 'still up');
+    });
+});
+
+describe('the per-IP rate limit', { timeout: 180000 }, () => {
+    const suiteStack = stackForSuite({
+        env: {
+            // ip is small: 40 an hour rather than a minute, so that no
+            // request regains budget while the test runs. The sign-in
+            // classes keep their defaults.
+            PARTA_RATE_LIMITS: limits({
+                ip: '40/3600', otp_phone: '1/60,5/3600', otp_ip: '20/3600', login_phone: '10/3600', login_ip: '50/3600',
+            }),
+        },
+    });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('answers 429 rate_limited with Retry-After once a client sends too much', async () => {
+        let limited = null;
+        let sent = 0;
+        for (; sent < 200 && !limited; sent++) {
+            const res = await stack.get('/healthz');
+            if (res.status === 429) limited = res;
+            else assert.equal(res.status, 200, res.text);
+        }
+        assert.ok(limited, `no 429 after ${sent} requests with ip=40/3600`);
+        assert.ok(sent > 10, `the first requests pass (429 came at request ${sent})`);
+        assert.ok(sent <= 41, `a budget of 40, not more (429 came at request ${sent})`);
+        assertError(limited, 429, 'rate_limited', null);
+        const retry = limited.headers.get('retry-after');
+        assert.match(String(retry), /^[0-9]+$/, `Retry-After is whole seconds: ${retry}`);
+        assert.ok(Number(retry) >= 1 && Number(retry) <= 3600, `Retry-After ${retry}`);
+        // Every route shares the budget.
+        const otp = await stack.post('/v1/auth/otp', { phone: newPhone() });
+        assertError(otp, 429, 'rate_limited', null);
+    });
+
+    it('a gateway refuses to start when a class a route uses is not configured', async () => {
+        let err = null;
+        try {
+            const s = await startStack({ env: { PARTA_RATE_LIMITS: 'ip=40/60' }, readyTimeoutMs: 40000 });
+            await s.stop();
+        } catch (e) {
+            err = e;
+        }
+        assert.ok(err, 'the stack became ready with only ip configured');
+        assert.match(err.message, /parta-gateway stopped/, err.message);
+    });
+});
+
+describe('with Redis stopped', { timeout: 180000 }, () => {
+    const suiteStack = stackForSuite();
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('/readyz says redis is down while the other routes still answer', async () => {
+        assert.equal((await stack.get('/readyz')).status, 200);
+        const pid = stack.kill('redis', 'SIGKILL');
+        assert.ok(await waitFor(() => !alive(pid), { timeoutMs: 5000 }), 'redis is gone');
+        const ready = await waitFor(async () => {
+            const r = await stack.get('/readyz');
+            return r.status === 503 ? r : null;
+        }, { timeoutMs: 15000, intervalMs: 200 });
+        assert.ok(ready, `/readyz did not turn 503 within 15 s of Redis stopping\n${stack.logTails(10, ['gateway'])}`);
+        assert.ok(ready.json && ready.json.checks, ready.text);
+        assert.equal(ready.json.checks.redis, 'down', ready.text);
+        assert.equal(ready.json.checks.broker, 'ok', ready.text);
+        for (const s of SERVICES)
+            assert.ok(ready.json.checks.services[s] >= 1, `workers still reported: ${ready.text}`);
+        assert.equal((await stack.get('/healthz')).status, 200, 'healthz');
+    });
+
+    it('a code can still be requested; the in-process limiter takes over', async () => {
+        const phone = newPhone();
+        const code = await requestCode(stack, phone);
+        assert.match(code, /^[0-9]{6}$/);
+        // The default otp_phone limit (one a minute) still holds.
+        const again = await stack.post('/v1/auth/otp', { phone });
+        assertError(again, 429, 'rate_limited', null, 'a second code within a minute without Redis');
+        assert.match(String(again.headers.get('retry-after')), /^[0-9]+$/);
+        // And the code signs up.
+        const reg = await stack.post('/v1/auth/register', { phone, code, full_name: 'Without Redis' });
+        assert.equal(reg.status, 201, reg.text);
+        const me = await stack.get('/v1/me', { token: reg.json.token });
+        assert.equal(me.status, 200, me.text);
+    });
+});
