@@ -22,6 +22,7 @@
 #include <string.h>
 
 #define MAX_BODY (1024 * 1024)
+#define MAX_DISCARD (16 * 1024 * 1024)
 #define CHUNK 16384
 #define MAX_HEADERS 6
 
@@ -78,6 +79,7 @@ struct gw_req_t {
     int close_after;
     int responded;
     const char *bad_header;
+    int discarding;             /* reading a too-large body only to drop it */
 };
 
 typedef struct {
@@ -836,9 +838,17 @@ gw_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
                           || req->method == GW_PATCH || req->method == GW_DELETE;
         if (body_method && req->content_length > 0) {
             if (req->content_length > MAX_BODY) {
+                /*  Answering before the body is read would make the kernel
+                    reset the connection (unread data at close), and the
+                    client would never see the answer: read and drop what
+                    was announced, within reason, then answer. */
                 req->close_after = 1;
-                gw_reply_error (req, 413, "payload_too_large", "the body is larger than 1 MiB",
-                                NULL);
+                if (req->content_length > MAX_DISCARD) {
+                    gw_reply_error (req, 413, "payload_too_large", "the body is larger than 1 MiB",
+                                    NULL);
+                    return 0;
+                }
+                req->discarding = 1;
                 return 0;
             }
             req->body = malloc ((size_t) req->content_length + 1);
@@ -851,6 +861,8 @@ gw_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
     case LWS_CALLBACK_HTTP_BODY: {
         gw_req_t *req = pss->req;
+        if (req && req->discarding)
+            return 0;
         if (!req || req->responded || !req->body)
             return 0;
         if (req->body_len + len > (size_t) req->content_length) {
@@ -865,7 +877,9 @@ gw_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         gw_req_t *req = pss->req;
-        if (req && !req->responded)
+        if (req && req->discarding && !req->responded)
+            gw_reply_error (req, 413, "payload_too_large", "the body is larger than 1 MiB", NULL);
+        else if (req && !req->responded)
             s_advance (req);
         return 0;
     }

@@ -149,7 +149,8 @@ main (int argc, char **argv)
     memset (&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.user = gw;
-    info.max_http_header_data = 8192;
+    /*  Request heads beyond this are dropped by lws without an answer. */
+    info.max_http_header_data = 16384;
     info.timeout_secs = 30;
     gw->lws = lws_create_context (&info);
     if (!gw->lws)
