@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# Benchmarks, `make bench` (not part of `make test`): first the bus
+# ($BUILD/bench/bus_bench: broker round trips next to a direct ZeroMQ echo,
+# worker credit, a fixed rate), then the identity routes through the gateway
+# with wrk against the whole stack as scripts/run.sh starts it (CURVE on):
+# GET /v1/me with the caller cached and uncached, and password sign-ins.
+# Every figure is printed with the workload that produced it. Builds nothing
+# (make does). Every process and temporary directory it makes is removed when
+# it ends, also on failure or Ctrl-C.
+#
+# Environment: BENCH_WRK_SECONDS (10), BENCH_WRK_CONNECTIONS (50),
+# BENCH_WRK_THREADS (2), BENCH_ONLY (bus or identity: run only that part).
+set -u
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$(pwd)
+BUILD=${BUILD:-build}
+case "$BUILD" in
+    /*) build_dir=$BUILD ;;
+    *) build_dir=$ROOT/$BUILD ;;
+esac
+export PARTA_BIN=$build_dir/bin
+# A developer's own configuration must not leak into the stacks started here.
+unset PARTA_BUS PARTA_EVENTS_IN PARTA_EVENTS_OUT PARTA_DATA PARTA_REDIS PARTA_HTTP \
+    PARTA_CURVE PARTA_CURVE_CERT PARTA_HEARTBEAT_MS PARTA_LIVENESS PARTA_SYNC \
+    PARTA_WORKER_CREDIT PARTA_AUTH_CACHE_MS PARTA_RATE_LIMITS PARTA_LOG PARTA_KEEP_TEST_DIR
+
+wrk_seconds=${BENCH_WRK_SECONDS:-10}
+wrk_connections=${BENCH_WRK_CONNECTIONS:-50}
+wrk_threads=${BENCH_WRK_THREADS:-2}
+only=${BENCH_ONLY:-}
+# Generous limits so that the gateway measures work, not refusals. Every class
+# a route names must be present, or the gateway refuses to start. A rule
+# allows at most 1000000 requests per period, hence "per second" for ip.
+rate_limits="ip=1000000/1;otp_phone=1000000/60;otp_ip=1000000/60;login_phone=1000000/60"
+rate_limits+=";login_ip=1000000/60;app_ip=1000000/60;invite_ip=1000000/60"
+rate_limits+=";invite_user=1000000/60;post_user=1000000/10"
+phone=+79995550101
+password="bench-password-1"
+
+work=$(mktemp -d /tmp/parta-bench.XXXXXX) || exit 1
+: > "$work/dirs"
+groups=()           # process groups we started (each leader's pid)
+status=0
+
+say() { printf '%s\n' "$*"; }
+
+# Stops one process group: TERM to its leader (run.sh and bus_bench stop
+# their own children), then KILL to whatever of the group is left.
+stop_group() {
+    local pgid=$1
+    kill -TERM "$pgid" 2>/dev/null
+    for _ in $(seq 1 50); do
+        kill -0 -- "-$pgid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null
+    wait "$pgid" 2>/dev/null
+}
+
+# shellcheck disable=SC2317  # called by the trap
+cleanup() {
+    trap - EXIT INT TERM
+    for pgid in "${groups[@]}"; do stop_group "$pgid"; done
+    # Directories bus_bench and its harness made (it notes each one).
+    while read -r dir; do
+        case "$dir" in /tmp/parta-*) rm -rf "$dir" ;; esac
+    done < "$work/dirs"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT TERM
+
+# --- the bus ---
+
+run_bus() {
+    local bench=$build_dir/bench/bus_bench
+    for b in "$bench" "$PARTA_BIN/parta-broker" "$PARTA_BIN/parta-echo-worker"; do
+        if [ ! -x "$b" ]; then
+            say "missing $b: run make first"
+            return 1
+        fi
+    done
+    # timeout puts the bench in a process group of its own, with the broker
+    # and workers it starts, and bounds the whole run.
+    timeout -k 10 170 "$bench" --dirs-file "$work/dirs" &
+    local pid=$!
+    groups+=("$pid")
+    wait "$pid"
+    local rc=$?
+    [ $rc = 124 ] && say "bus_bench did not finish within 170 s"
+    return $rc
+}
+
+# --- identity through the gateway ---
+
+# Sets $port to one nothing listens on and that we have not picked before
+# (the kernel might still hand it out meanwhile; unlikely within the second
+# before the stack binds it).
+picked=" "
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        case "$picked" in *" $p "*) continue ;; esac
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            picked+="$p "
+            port=$p
+            return 0
+        fi
+    done
+    say "no free port found"
+    return 1
+}
+
+ensure_wrk() {
+    command -v wrk >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        say "wrk is missing (a benchmark-only dependency): sudo apt-get install -y wrk"
+        return 1
+    fi
+    say "installing wrk (Debian package, used only by the benchmark)"
+    export DEBIAN_FRONTEND=noninteractive
+    local apt_opts=(-q -y -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300)
+    if ! apt-get install "${apt_opts[@]}" --no-install-recommends wrk >"$work/apt.log" 2>&1; then
+        apt-get update -q >>"$work/apt.log" 2>&1
+        apt-get install "${apt_opts[@]}" --no-install-recommends wrk >>"$work/apt.log" 2>&1
+    fi
+    command -v wrk >/dev/null 2>&1 && return 0
+    say "could not install wrk; the end of the apt log:"
+    tail -n 10 "$work/apt.log"
+    return 1
+}
+
+# start_stack NAME AUTH_CACHE_MS: scripts/run.sh on the benchmark's data
+# directory (kept from one start to the next) and free ports (HTTP and the
+# bus's three); sets $url, $data and $stack_pid.
+start_stack() {
+    local name=$1 cache_ms=$2 http bus ein eout
+    data=$work/stack
+    mkdir -p "$data"
+    free_port && http=$port && free_port && bus=$port && free_port && ein=$port &&
+        free_port && eout=$port || return 1
+    url=http://127.0.0.1:$http
+    PARTA_DATA=$data PARTA_HTTP=127.0.0.1:$http PARTA_BUS=tcp://127.0.0.1:$bus \
+        PARTA_EVENTS_IN=tcp://127.0.0.1:$ein PARTA_EVENTS_OUT=tcp://127.0.0.1:$eout \
+        PARTA_RATE_LIMITS=$rate_limits PARTA_AUTH_CACHE_MS=$cache_ms PARTA_LOG=warn \
+        setsid "$ROOT/scripts/run.sh" >"$data/run.out" 2>&1 </dev/null &
+    local pid=$!
+    groups+=("$pid")
+    stack_pid=$pid
+    for _ in $(seq 1 400); do
+        grep -q '^PARTA_READY' "$data/run.out" 2>/dev/null && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    say "the $name stack did not start; scripts/run.sh said:"
+    tail -n 20 "$data/run.out"
+    return 1
+}
+
+stop_stack() {
+    stop_group "$stack_pid"
+    local kept=()
+    for g in "${groups[@]}"; do [ "$g" != "$stack_pid" ] && kept+=("$g"); done
+    groups=("${kept[@]}")
+}
+
+# post PATH JSON: prints the body, then the status on the last line.
+post() {
+    curl -s --max-time 10 -X POST "$url$1" -H 'Content-Type: application/json' -d "$2" \
+        -w '\n%{http_code}'
+}
+
+# Signs up $phone with $password; sets $token.
+create_user() {
+    local out code
+    out=$(post /v1/auth/otp "{\"phone\": \"$phone\"}")
+    if [ "${out##*$'\n'}" != 202 ]; then
+        say "POST /v1/auth/otp answered: $out"
+        return 1
+    fi
+    code=$(tail -n 1 "$data/sms.outbox" 2>/dev/null | grep -o '"text":"[^"]*"' | grep -o '[0-9]\{6\}' | head -n 1)
+    if [ -z "$code" ]; then
+        say "no code in $data/sms.outbox"
+        return 1
+    fi
+    out=$(post /v1/auth/register "{\"phone\": \"$phone\", \"code\": \"$code\", \"full_name\": \"Bench User\", \"password\": \"$password\"}")
+    token=$(printf '%s' "$out" | grep -o '"token":"[^"]*"' | cut -d'"' -f4)
+    if [ "${out##*$'\n'}" != 201 ] || [ -z "$token" ]; then
+        say "POST /v1/auth/register answered: $out"
+        return 1
+    fi
+}
+
+# The summary every wrk script prints at its end, in one parsable line.
+wrk_done='
+done = function (summary, latency, requests)
+    local e = summary.errors
+    io.write (string.format (
+        "BENCH rps=%.0f requests=%d seconds=%.2f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f"
+        .. " non2xx=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d\n",
+        summary.requests / (summary.duration / 1e6), summary.requests, summary.duration / 1e6,
+        latency:percentile (50) / 1e3, latency:percentile (90) / 1e3,
+        latency:percentile (99) / 1e3, latency.max / 1e3,
+        e.status, e.connect, e.read, e.write, e.timeout))
+end
+'
+
+# run_wrk TITLE SCRIPT PATH [TIMEOUT]: one measurement, wrk's own report
+# indented, then a one-line summary.
+run_wrk() {
+    local title=$1 script=$2 path=$3 timeout=${4:-2s} out=$work/wrk.out
+    say ""
+    say "$title"
+    say "  wrk -t$wrk_threads -c$wrk_connections -d${wrk_seconds}s --latency --timeout $timeout $path"
+    if ! timeout -k 5 $((wrk_seconds + 30)) wrk -t"$wrk_threads" -c"$wrk_connections" \
+        -d"${wrk_seconds}s" --latency --timeout "$timeout" -s "$script" "$url$path" >"$out" 2>&1; then
+        say "  wrk failed:"
+        sed 's/^/    /' "$out"
+        return 1
+    fi
+    grep -v '^BENCH' "$out" | sed 's/^/    /'
+    local line
+    line=$(grep '^BENCH' "$out")
+    # shellcheck disable=SC2086
+    set -- ${line#BENCH }
+    local rps p50 p90 p99 max bad
+    for kv in "$@"; do
+        case "$kv" in
+            rps=*) rps=${kv#*=} ;; p50_ms=*) p50=${kv#*=} ;; p90_ms=*) p90=${kv#*=} ;;
+            p99_ms=*) p99=${kv#*=} ;; max_ms=*) max=${kv#*=} ;;
+        esac
+    done
+    bad=$(printf '%s\n' "$@" | grep -E '^(non2xx|connect_errors|read_errors|write_errors|timeouts)=' |
+        grep -v '=0$' | tr '\n' ' ')
+    summary+=("$(printf '  %-44s %8s req/s  p50 %7s ms  p90 %7s ms  p99 %7s ms  max %7s ms%s' \
+        "$title" "$rps" "$p50" "$p90" "$p99" "$max" "${bad:+  ERRORS: $bad}")")
+    [ -z "$bad" ]
+}
+
+run_identity() {
+    ensure_wrk || return 1
+    for s in broker identity org invite chat meet audit gateway; do
+        if [ ! -x "$PARTA_BIN/parta-$s" ]; then
+            say "missing $PARTA_BIN/parta-$s: run make first"
+            return 1
+        fi
+    done
+    summary=()
+    local rc=0
+    say ""
+    say "== identity through the gateway =="
+    say "workload: the whole stack from scripts/run.sh (Redis, broker, one process per service,"
+    say "  gateway; CURVE on, bus on tcp://127.0.0.1), on this machine with wrk: $wrk_threads threads,"
+    say "  $wrk_connections connections, ${wrk_seconds} s per row, keep-alive. One user with a password."
+    say "  Rate limits raised: $rate_limits"
+    say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+    start_stack cached 30000 || return 1
+    create_user || return 1
+    cat >"$work/me.lua" <<EOF
+wrk.method = "GET"
+wrk.headers["Authorization"] = "Bearer $token"
+$wrk_done
+EOF
+    cat >"$work/login.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"phone": "$phone", "password": "$password"}'
+$wrk_done
+EOF
+    run_wrk "GET /v1/me, caller cached (auth_cache_ms=30000)" "$work/me.lua" /v1/me || rc=1
+    # Sign-ins are argon2id-bound (seconds of queue at 50 connections).
+    run_wrk "POST /v1/auth/login with the password" "$work/login.lua" /v1/auth/login 10s || rc=1
+    stop_stack
+
+    # The same data (user and token) again, with the caller resolved by the
+    # identity service on every request.
+    start_stack uncached 0 || return 1
+    run_wrk "GET /v1/me, caller not cached (auth_cache_ms=0)" "$work/me.lua" /v1/me || rc=1
+    stop_stack
+
+    say ""
+    say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    say "identity summary (wrk, $wrk_threads threads, $wrk_connections connections, ${wrk_seconds} s each; $(nproc) cores):"
+    printf '%s\n' "${summary[@]}"
+    return $rc
+}
+
+say "Parta benchmarks ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+if [ "$only" != identity ]; then
+    run_bus || status=1
+fi
+if [ "$only" != bus ]; then
+    run_identity || status=1
+fi
+say ""
+if [ $status = 0 ]; then
+    say "benchmarks done"
+else
+    say "benchmarks done, with failures (see above)"
+fi
+exit $status
