@@ -946,13 +946,13 @@ bus_worker_start (const config_t *cfg, bus_service_t *service, void *context)
     io->shared = shared;
     io->heartbeat_ms = (int) config_int (cfg, "heartbeat_ms", 1000, 10, 60000, NULL);
     io->liveness = (int) config_int (cfg, "liveness", 3, 1, 100, NULL);
-    io->credit = (int) config_int (cfg, "worker_credit", 8, 1, BUS_CREDIT_MAX, NULL);
+    io->credit = (int) config_int (cfg, "worker_credit", 32, 1, BUS_CREDIT_MAX, NULL);
     if (io->heartbeat_ms <= 0)
         io->heartbeat_ms = 1000;
     if (io->liveness <= 0)
         io->liveness = 3;
     if (io->credit <= 0)
-        io->credit = 8;
+        io->credit = 32;
     io->drop_log.burst = 5;
     zactor_t *actor = zactor_new (s_worker_actor, io);
     if (!actor) {

@@ -21,7 +21,7 @@ const config_opt_t config_common_opts[] = {
     {"heartbeat_ms", "1000", "bus heartbeat interval in milliseconds"},
     {"liveness", "3", "missed heartbeats before a peer is declared dead"},
     {"sync", "normal", "sqlite synchronous mode: normal or full"},
-    {"worker_credit", "8", "requests a worker accepts at once from the broker"},
+    {"worker_credit", "32", "requests a worker accepts at once from the broker"},
     {NULL, NULL, NULL}};
 
 #define MAX_OPTS 64

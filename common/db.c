@@ -130,10 +130,16 @@ db_open (const char *path, const char *const *migrations, const char *sync, char
         snprintf (err, errlen, "sync must be normal or full, not '%s'", sync);
         goto fail;
     }
+    /*  Switching a new database to WAL takes a lock the busy timeout does
+        not cover: instances starting together retry it for a while. */
+    int tries = 0;
+    while (s_exec (self->handle, "PRAGMA journal_mode = WAL", err, errlen)) {
+        if ((sqlite3_errcode (self->handle) & 0xff) != SQLITE_BUSY || ++tries > 100)
+            goto fail;
+        sqlite3_sleep (50);
+    }
     char pragmas[256];
-    snprintf (pragmas, sizeof pragmas,
-              "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = ON;",
-              mode);
+    snprintf (pragmas, sizeof pragmas, "PRAGMA synchronous = %s; PRAGMA foreign_keys = ON;", mode);
     if (s_exec (self->handle, pragmas, err, errlen))
         goto fail;
     if (s_exec (self->handle, "BEGIN IMMEDIATE", err, errlen))

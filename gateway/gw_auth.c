@@ -16,12 +16,21 @@ struct gw_auth_t {
     zhashx_t *cache;            /* hex sha256(token) -> entry_t* */
     int cache_ms;
     size_t max_entries;
+    /*  Bumped by every drop. An answer to a lookup started before a drop
+        may predate the revocation that caused it: it is used once, not
+        cached. */
+    uint64_t generation;
+    /*  identity's events arrive in sequence; a gap means some were lost
+        (broker restart, slow subscriber), so nothing cached can be trusted. */
+    uint64_t identity_seq;
+    char identity_epoch[64];
 };
 
 typedef struct {
     gw_t *gw;
     uint64_t req_id;
     gw_auth_done_fn *done;
+    uint64_t generation;
     char key[crypto_hash_sha256_BYTES * 2 + 1];
 } pending_t;
 
@@ -78,6 +87,8 @@ s_key (const char *token, char *out)
 static void
 s_drop_where (gw_auth_t *self, const char *user_id, const char *session_id, int expired_only)
 {
+    if (!expired_only)
+        self->generation++;
     zlistx_t *doomed = zlistx_new ();
     int64_t now = clock_mono_ms ();
     for (entry_t *e = zhashx_first (self->cache); e; e = zhashx_next (self->cache)) {
@@ -126,7 +137,8 @@ s_on_reply (void *arg, const Bus__Reply *reply)
     if (reply->status == ST_OK) {
         Bus__Caller *caller = bus__caller__unpack (NULL, reply->body.len, reply->body.data);
         if (caller && caller->user_id && *caller->user_id) {
-            s_store (gw->auth, p->key, reply->body.data, reply->body.len);
+            if (p->generation == gw->auth->generation)
+                s_store (gw->auth, p->key, reply->body.data, reply->body.len);
             p->done (gw, p->req_id, caller, ST_OK);
         }
         else
@@ -142,8 +154,8 @@ s_on_reply (void *arg, const Bus__Reply *reply)
 }
 
 void
-gw_auth_resolve (gw_t *gw, const char *token, const char *trace, uint64_t req_id,
-                 gw_auth_done_fn *done)
+gw_auth_resolve (gw_t *gw, const char *token, const char *ip, const char *user_agent,
+                 const char *trace, uint64_t req_id, gw_auth_done_fn *done)
 {
     char key[crypto_hash_sha256_BYTES * 2 + 1];
     s_key (token, key);
@@ -162,9 +174,12 @@ gw_auth_resolve (gw_t *gw, const char *token, const char *trace, uint64_t req_id
     p->gw = gw;
     p->req_id = req_id;
     p->done = done;
+    p->generation = gw->auth->generation;
     memcpy (p->key, key, sizeof key);
     Identity__AuthenticateRequest req = IDENTITY__AUTHENTICATE_REQUEST__INIT;
     req.token = (char *) token;
+    req.ip = (char *) (ip ? ip : "");
+    req.user_agent = (char *) (user_agent ? user_agent : "");
     bus_call_opts_t opts = {.timeout_ms = 3000, .flags = BUS_CALL_RETRY, .trace_id = trace};
     if (!bus_client_send (gw->bus, "identity", "identity.authenticate", &req.base, &opts, s_on_reply,
                           p)) {
@@ -178,8 +193,21 @@ gw_auth_resolve (gw_t *gw, const char *token, const char *trace, uint64_t req_id
 void
 gw_auth_on_event (gw_t *gw, const Ev__Event *event)
 {
-    if (strncmp (event->type, "identity.", 9) != 0)
+    if (strncmp (event->type, "identity.", 9) != 0 || strcmp (event->source, "identity") != 0)
         return;
+    gw_auth_t *self = gw->auth;
+    int new_epoch = strcmp (self->identity_epoch, event->epoch) != 0;
+    if (self->identity_seq && (new_epoch || event->seq > self->identity_seq + 1)) {
+        /*  Missed some: a revocation may be among them. */
+        log_warn (NULL, "identity events were missed, dropping every cached caller last=%llu now=%llu",
+                  (unsigned long long) self->identity_seq, (unsigned long long) event->seq);
+        self->generation++;
+        zhashx_purge (self->cache);
+    }
+    if (new_epoch || event->seq > self->identity_seq) {
+        self->identity_seq = event->seq;
+        snprintf (self->identity_epoch, sizeof self->identity_epoch, "%s", event->epoch);
+    }
     if (strcmp (event->type, "identity.session.revoked") == 0) {
         Identity__SessionRevoked *p
             = identity__session_revoked__unpack (NULL, event->payload.len, event->payload.data);

@@ -20,8 +20,8 @@ gw_auth_t *gw_auth_new (int cache_ms, size_t max_entries);
 void gw_auth_destroy (gw_auth_t **self_p);
 
 /*  Resolves `token`; `done` runs now (cache hit) or when identity answers. */
-void gw_auth_resolve (gw_t *gw, const char *token, const char *trace, uint64_t req_id,
-                      gw_auth_done_fn *done);
+void gw_auth_resolve (gw_t *gw, const char *token, const char *ip, const char *user_agent,
+                      const char *trace, uint64_t req_id, gw_auth_done_fn *done);
 
 /*  Drops cache entries that an identity event makes stale. */
 void gw_auth_on_event (gw_t *gw, const Ev__Event *event);

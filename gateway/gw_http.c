@@ -14,6 +14,7 @@
 #include "gw_metrics.h"
 #include "gw_routes.h"
 #include "log.h"
+#include "text.h"
 #include "ulid.h"
 
 #include <ctype.h>
@@ -23,6 +24,10 @@
 
 #define MAX_BODY (1024 * 1024)
 #define MAX_DISCARD (16 * 1024 * 1024)
+#define MAX_BUFFERED (256 * 1024 * 1024)   /* bodies being read, all requests together */
+
+/*  Bytes announced by bodies being read right now (one loop, no lock). */
+static size_t s_buffered;
 #define CHUNK 16384
 #define MAX_HEADERS 6
 
@@ -48,7 +53,8 @@ struct gw_req_t {
     gw_param_t params[GW_MAX_PARAMS];
     int n_params;
     char *body;
-    size_t body_len;
+    size_t body_len, body_cap;
+    size_t body_reserved;       /* counted in s_buffered until freed */
     int64_t content_length;
     char trace[ULID_LEN + 1];
     char ip[64];
@@ -66,6 +72,7 @@ struct gw_req_t {
     int waiting;                /* an async step is out */
     int in_advance;
     uint64_t bus_call;
+    void *bus_ctx;              /* the call's callback argument, ours to free if cancelled */
     int64_t bus_start_us;
     /* the response */
     int status;
@@ -170,9 +177,8 @@ gw_reply_json (gw_req_t *req, int status, json_t *body)
         json_decref (body);
     }
     if (body && !text) {
-        gw_reply_text (req, 503, "application/json",
-                       strdup ("{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}"),
-                       61);
+        static const char oom[] = "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}";
+        gw_reply_text (req, 503, "application/json", strdup (oom), sizeof oom - 1);
         return;
     }
     gw_reply_text (req, status, "application/json", text, text ? strlen (text) : 0);
@@ -182,9 +188,11 @@ void
 gw_reply_error (gw_req_t *req, int status, const char *code, const char *message,
                 const char *field)
 {
-    json_t *err = json_pack ("{s:s, s:s}", "code", code, "message", message ? message : "");
+    json_t *err = json_pack ("{s:s, s:s}", "code", code, "message",
+                             message && text_utf8_valid (message, strlen (message)) ? message : "");
     if (field && (*field || status == 400))
-        json_object_set_new (err, "field", json_string (field));
+        json_object_set_new (err, "field",
+                             json_string (text_utf8_valid (field, strlen (field)) ? field : "?"));
     gw_reply_json (req, status, json_pack ("{s:o}", "error", err));
 }
 
@@ -232,12 +240,15 @@ s_req_free (gw_req_t *req)
     if (!req)
         return;
     u64map_remove (req->gw->reqs, req->id);
-    if (req->bus_call)
+    if (req->bus_call) {
         bus_client_cancel (req->gw->bus, req->bus_call);
+        free (req->bus_ctx);
+    }
     if (req->token) {
         sodium_memzero (req->token, strlen (req->token));
         free (req->token);
     }
+    s_buffered -= req->body_reserved;
     free (req->body);
     free (req->out);
     arena_destroy (&req->arena);
@@ -278,8 +289,13 @@ s_client_ip (gw_req_t *req)
             trusted = 1;
     if (!trusted)
         return;
-    char xff[512];
-    if (s_header (req->wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof xff) <= 0)
+    char xff[2048];
+    int got = s_header (req->wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof xff);
+    if (got < 0) {
+        req->bad_header = "X-Forwarded-For";
+        return;
+    }
+    if (got == 0)
         return;
     char *last = strrchr (xff, ',');
     char *hop = last ? last + 1 : xff;
@@ -318,6 +334,8 @@ s_read_headers (gw_req_t *req, const char *path)
     req->method = s_method (wsi);
     snprintf (req->path, sizeof req->path, "%s", path ? path : "/");
     s_client_ip (req);
+    if (req->bad_header)
+        return 400;
     s_header (wsi, WSI_TOKEN_HTTP_USER_AGENT, req->user_agent, sizeof req->user_agent);
     s_header (wsi, WSI_TOKEN_HTTP_ACCEPT, req->accept, sizeof req->accept);
     s_header (wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, req->content_type, sizeof req->content_type);
@@ -351,8 +369,14 @@ s_read_headers (gw_req_t *req, const char *path)
         req->content_length = v;
     }
     char te[64];
-    if (s_header (wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING, te, sizeof te) != 0 && req->content_length < 0)
+    if (s_header (wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING, te, sizeof te) != 0) {
+        if (req->content_length >= 0) {
+            /*  Both framings at once: the classic request smuggling shape. */
+            req->bad_header = "Transfer-Encoding";
+            return 400;
+        }
         return 411;
+    }
     req->match = gw_route_match (req->method, req->path, &req->route, req->params, &req->n_params,
                                  req->allow, sizeof req->allow);
     return 0;
@@ -380,6 +404,10 @@ s_apply_query (gw_req_t *req, char *field, size_t field_len, char *err, size_t e
         if (eq)
             *eq = 0;
         snprintf (field, field_len, "%s", frag);
+        if (gw_req_param (req, frag)) {
+            snprintf (err, errlen, "%s is given by the path", frag);
+            return -1;
+        }
         if (!allowed) {
             snprintf (err, errlen, "this endpoint takes no query parameters: send them in the body");
             return -1;
@@ -421,16 +449,18 @@ s_decode (gw_req_t *req)
         gw_reply_error (req, 400, "bad_request", err, field);
         return -1;
     }
+    if (s_apply_query (req, field, sizeof field, err, sizeof err)) {
+        gw_reply_error (req, 400, "bad_request", err[0] ? err : "unknown query parameter", field);
+        return -1;
+    }
+    /*  The path decides what is acted on: its parameters come last, over
+        anything the body or the query said. */
     for (int i = 0; i < req->n_params; i++)
         if (codec_set_text (req->msg, req->params[i].name, req->params[i].value, req->arena, err,
                             sizeof err)) {
             gw_reply_error (req, 400, "bad_request", err, req->params[i].name);
             return -1;
         }
-    if (s_apply_query (req, field, sizeof field, err, sizeof err)) {
-        gw_reply_error (req, 400, "bad_request", err[0] ? err : "unknown query parameter", field);
-        return -1;
-    }
     return 0;
 }
 
@@ -464,17 +494,12 @@ s_field_text (gw_req_t *req, const char *name, char *buf, size_t len)
     const char *v = *(const char *const *) ((const char *) req->msg + f->offset);
     if (!v || !*v)
         return NULL;
-    /*  Normalise lightly so "8 999..." and "+7999..." share a budget: keep
-        digits only for phone-like fields. */
+    /*  Every spelling of a phone shares one budget: the same normalisation
+        identity applies. An unparseable phone is identity's to refuse. */
     if (strstr (name, "phone")) {
-        size_t j = 0;
-        for (size_t i = 0; v[i] && j + 1 < len; i++)
-            if (isdigit ((unsigned char) v[i]))
-                buf[j++] = v[i];
-        buf[j] = 0;
-        if (j == 11 && buf[0] == '8')
-            buf[0] = '7';
-        return j ? buf : NULL;
+        if (len < 20 || text_phone_normalize (v, buf, len))
+            return NULL;
+        return buf;
     }
     snprintf (buf, len, "%s", v);
     return buf;
@@ -582,6 +607,7 @@ s_on_reply (void *arg, const Bus__Reply *reply)
     if (!req)
         return;
     req->bus_call = 0;
+    req->bus_ctx = NULL;
     const gw_route_t *route = req->route;
     gw_metrics_bus (req->gw->metrics, route->bus_method, reply->status,
                     clock_mono_us () - req->bus_start_us);
@@ -649,6 +675,7 @@ s_call (gw_req_t *req)
     req->bus_start_us = clock_mono_us ();
     req->bus_call = bus_client_send (req->gw->bus, route->service, route->bus_method, req->msg,
                                      &opts, s_on_reply, ctx);
+    req->bus_ctx = ctx;
     if (!req->bus_call) {
         free (ctx);
         gw_reply_error (req, 503, "unavailable", "cannot reach the bus", NULL);
@@ -715,7 +742,8 @@ s_advance (gw_req_t *req)
                 break;
             }
             req->waiting = 1;
-            gw_auth_resolve (req->gw, req->token, req->trace, req->id, s_auth_done);
+            gw_auth_resolve (req->gw, req->token, req->ip, req->user_agent, req->trace, req->id,
+                             s_auth_done);
             break;
         case STAGE_USER_LIMITS:
             if (!s_route_limits (req, 1))
@@ -851,9 +879,16 @@ gw_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
                 req->discarding = 1;
                 return 0;
             }
-            req->body = malloc ((size_t) req->content_length + 1);
-            if (!req->body)
-                return -1;
+            /*  Grown as data arrives, within a budget for all bodies
+                being read at once, so slow senders cannot pin memory. */
+            if (s_buffered + (size_t) req->content_length > MAX_BUFFERED) {
+                req->close_after = 1;
+                gw_reply_error (req, 503, "unavailable", "too many requests in progress, try again",
+                                NULL);
+                return 0;
+            }
+            req->body_reserved = (size_t) req->content_length;
+            s_buffered += req->body_reserved;
             return 0;   /* the body follows */
         }
         s_advance (req);
@@ -863,13 +898,25 @@ gw_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
         gw_req_t *req = pss->req;
         if (req && req->discarding)
             return 0;
-        if (!req || req->responded || !req->body)
+        if (!req || req->responded || !req->body_reserved)
             return 0;
         if (req->body_len + len > (size_t) req->content_length) {
             req->close_after = 1;
             gw_reply_error (req, 413, "payload_too_large", "the body is longer than announced",
                             NULL);
             return 0;
+        }
+        if (req->body_len + len + 1 > req->body_cap) {
+            size_t cap = req->body_cap ? req->body_cap * 2 : 4096;
+            while (cap < req->body_len + len + 1)
+                cap *= 2;
+            if (cap > (size_t) req->content_length + 1)
+                cap = (size_t) req->content_length + 1;
+            char *body = realloc (req->body, cap);
+            if (!body)
+                return -1;
+            req->body = body;
+            req->body_cap = cap;
         }
         memcpy (req->body + req->body_len, in, len);
         req->body_len += len;

@@ -5,6 +5,7 @@
 #include "gw_redis.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <string.h>
 
 typedef struct {
@@ -48,10 +49,29 @@ s_on_reply (gw_t *gw, redisReply *reply, void *arg)
     free (p);
 }
 
+/*  One budget per IPv6 /64: a host usually owns the whole prefix. */
+static const char *
+s_subject (const char *subject, char *buf, size_t len)
+{
+    if (!strchr (subject, ':'))
+        return subject;
+    struct in6_addr a;
+    if (inet_pton (AF_INET6, subject, &a) != 1)
+        return subject;
+    memset (a.s6_addr + 8, 0, 8);
+    if (!inet_ntop (AF_INET6, &a, buf, (socklen_t) len))
+        return subject;
+    size_t n = strlen (buf);
+    snprintf (buf + n, len - n, "/64");
+    return buf;
+}
+
 int
-gw_limit_check (gw_t *gw, const char *cls_name, const char *subject, uint64_t req_id,
+gw_limit_check (gw_t *gw, const char *cls_name, const char *subject_in, uint64_t req_id,
                 gw_limit_done_fn *done, int64_t *retry_after_ms)
 {
+    char prefix[INET6_ADDRSTRLEN + 8];
+    const char *subject = s_subject (subject_in, prefix, sizeof prefix);
     const gw_rl_class_t *cls = gw_ratelimit_class (&gw->limits, cls_name);
     *retry_after_ms = 0;
     if (!cls) {

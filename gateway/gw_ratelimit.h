@@ -20,7 +20,7 @@
     stop code flooding and password guessing against a person. */
 #define GW_RL_DEFAULT_SPEC                                                    \
     "ip=600/60;otp_phone=1/60,5/3600;otp_ip=20/3600;login_phone=10/3600;"     \
-    "login_ip=50/3600;app_ip=5/3600;invite_user=60/3600;post_user=20/10"
+    "login_ip=50/3600;app_ip=5/3600;invite_user=60/3600;post_user=20/10;me_user=20/3600"
 
 /*  "N per P seconds". GCRA spaces requests by the emission interval T = P/N
     and tolerates a burst of N. T is kept in microseconds, rounded up (so a

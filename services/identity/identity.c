@@ -137,15 +137,15 @@ s_code_check (bus_call_t *call, const char *phone, const char *code)
     s_code_hash (key, phone, code, given);
     if (sodium_memcmp (given, stored, 32) != 0) {
         attempts--;
-        if (attempts <= 0)
-            idstore_otp_delete (db, phone);
-        else
-            idstore_otp_set_attempts (db, phone, attempts);
+        /*  The attempt must count: if it cannot be recorded, nothing more. */
+        if ((attempts <= 0 ? idstore_otp_delete (db, phone) : idstore_otp_set_attempts (db, phone, attempts)))
+            return s_db_error (call);
         bus_call_set_code (call, "invalid_code");
         return bus_call_fail (call, ST_UNAUTHORIZED, "code",
                               attempts > 0 ? "wrong code" : "wrong code; that was the last try, ask for a new one");
     }
-    idstore_otp_delete (db, phone);
+    if (idstore_otp_delete (db, phone))
+        return s_db_error (call);
     return ST_OK;
 }
 
@@ -173,7 +173,7 @@ s_role_event (bus_call_t *call, const char *type, const Identity__OrgRole *r, co
 
 /*  Opens a session for `user` and fills the reply. In the call's transaction. */
 static status_t
-s_open_session (bus_call_t *call, const id_user_t *user, void **reply)
+s_open_session (bus_call_t *call, const id_user_t *user, int code_verified, void **reply)
 {
     arena_t *arena = bus_call_arena (call);
     unsigned char raw[32], hash[32];
@@ -188,10 +188,12 @@ s_open_session (bus_call_t *call, const id_user_t *user, void **reply)
     if (idstore_session_create (bus_call_db (call), id, user->id, hash, bus_call_now (call),
                                 caller ? caller->user_agent : "", caller ? caller->ip : ""))
         return s_db_error (call);
-    /*  Roles waiting for this phone become the user's now. */
+    /*  Roles waiting for this phone become the user's now, but only after a
+        code proved they hold the phone today (numbers get reassigned). */
     Identity__OrgRole **bound;
     size_t n_bound = 0;
-    if (idstore_roles_bind_phone (bus_call_db (call), user->id, user->phone, arena, &bound, &n_bound))
+    if (code_verified
+        && idstore_roles_bind_phone (bus_call_db (call), user->id, user->phone, arena, &bound, &n_bound))
         return s_db_error (call);
     for (size_t i = 0; i < n_bound; i++)
         if (s_role_event (call, "identity.role.granted", bound[i], "bound to the phone"))
@@ -249,6 +251,8 @@ s_in_txn (bus_call_t *call, status_t (*body) (bus_call_t *, const void *, void *
         return s_db_error (call);
     status_t st = body (call, request, reply, extra);
     int keep = st == ST_OK || st == ST_UNAUTHORIZED;
+    if (st == ST_OK && !reply)
+        keep = 1;
     if (keep ? db_commit (db) : db_rollback (db)) {
         if (db_txn_depth (db))
             db_rollback (db);
@@ -258,9 +262,12 @@ s_in_txn (bus_call_t *call, status_t (*body) (bus_call_t *, const void *, void *
     return st;
 }
 
+/*  First transaction: the code (its attempt counts even when wrong) and
+    the phone being free. */
 static status_t
-s_sign_up_txn (bus_call_t *call, const void *request, void **reply, void *extra)
+s_sign_up_check (bus_call_t *call, const void *request, void **reply, void *extra)
 {
+    (void) reply;
     const Identity__RegisterRequest *req = request;
     id_user_t *user = extra;
     status_t st = s_code_check (call, user->phone, req->code);
@@ -275,15 +282,28 @@ s_sign_up_txn (bus_call_t *call, const void *request, void **reply, void *extra)
         return bus_call_fail (call, ST_CONFLICT, "phone",
                               "this phone is already registered: sign in instead");
     }
+    return ST_OK;
+}
+
+/*  Second transaction: the user and the first session. */
+static status_t
+s_sign_up_create (bus_call_t *call, const void *request, void **reply, void *extra)
+{
+    (void) request;
+    id_user_t *user = extra;
     ulid_make (user->id);
-    if (idstore_user_create (bus_call_db (call), user, bus_call_now (call)))
-        return s_db_error (call);
+    if (idstore_user_create (bus_call_db (call), user, bus_call_now (call))) {
+        /*  The phone was taken between the two transactions. */
+        bus_call_set_code (call, "already_registered");
+        return bus_call_fail (call, ST_CONFLICT, "phone",
+                              "this phone is already registered: sign in instead");
+    }
     Identity__UserRegistered ev = IDENTITY__USER_REGISTERED__INIT;
     ev.user_id = user->id;
     ev.full_name = user->full_name;
     if (bus_call_event (call, "identity.user.registered", "", &ev.base))
         return s_db_error (call);
-    return s_open_session (call, user, reply);
+    return s_open_session (call, user, 1, reply);
 }
 
 static status_t
@@ -298,12 +318,22 @@ s_sign_up (bus_call_t *call, const void *request, void **reply)
         return ST_BAD_REQUEST;
     if (!req->code || !*req->code)
         return bus_call_fail (call, ST_BAD_REQUEST, "code", "code is required");
-    /*  Hash before the transaction: argon2 takes tens of milliseconds and
-        the write lock should not wait for it. */
-    if (req->password && *req->password
-        && s_password_hash (call, req->password, user.password_hash) != ST_OK)
+    const char *password = req->password ? req->password : "";
+    if (*password) {
+        size_t len = strlen (password);
+        if (!text_utf8_valid (password, len) || text_utf8_length (password) < PASSWORD_MIN
+            || len > PASSWORD_MAX)
+            return bus_call_fail (call, ST_BAD_REQUEST, "password",
+                                  "password must have 8 to 256 characters");
+    }
+    status_t st = s_in_txn (call, s_sign_up_check, request, reply, &user);
+    if (st != ST_OK)
+        return st;
+    /*  Hashing costs tens of milliseconds: only after the code was right,
+        and outside the write lock. */
+    if (*password && s_password_hash (call, password, user.password_hash) != ST_OK)
         return ST_BAD_REQUEST;
-    status_t st = s_in_txn (call, s_sign_up_txn, request, reply, &user);
+    st = s_in_txn (call, s_sign_up_create, request, reply, &user);
     sodium_memzero (&user.password_hash, sizeof user.password_hash);
     return st;
 }
@@ -313,12 +343,13 @@ s_login_txn (bus_call_t *call, const void *request, void **reply, void *extra)
 {
     const Identity__LoginRequest *req = request;
     id_user_t *user = extra;
-    if (req->code && *req->code) {
+    int code = req->code && *req->code;
+    if (code) {
         status_t st = s_code_check (call, user->phone, req->code);
         if (st != ST_OK)
             return st;
     }
-    return s_open_session (call, user, reply);
+    return s_open_session (call, user, code, reply);
 }
 
 static status_t
@@ -403,7 +434,7 @@ s_authenticate (bus_call_t *call, const void *request, void **reply)
     if (idstore_user_by_id (db, s.user_id, &user) != 1)
         return bus_call_fail (call, ST_UNAUTHORIZED, NULL, "the token is not valid");
     if (now - s.last_seen_at > TOUCH_EVERY_MS)
-        idstore_session_touch (db, s.id, now, "", "");
+        idstore_session_touch (db, s.id, now, req->ip, req->user_agent);
     Identity__OrgRole **roles;
     size_t n = 0;
     if (idstore_roles_by_user (db, user.id, arena, &roles, &n))
@@ -433,6 +464,9 @@ s_authenticate (bus_call_t *call, const void *request, void **reply)
 
 /* --- the account --- */
 
+/*  The account and its roles per org. Names, units and linked students
+    are org's to add (GET /v1/me is served by org.me, which calls this):
+    identity never calls another service, so nothing can wait in a circle. */
 static status_t
 s_me (bus_call_t *call, const void *request, void **reply)
 {
@@ -452,58 +486,44 @@ s_me (bus_call_t *call, const void *request, void **reply)
     out->user = s_user_msg (arena, &user);
     out->operator_ = s_is_operator (ctx, user.phone);
     out->memberships = arena_alloc (arena, (n ? n : 1) * sizeof (Identity__Membership *));
-    Org__SummaryRequest sreq = ORG__SUMMARY_REQUEST__INIT;
-    sreq.user_id = user.id;
-    sreq.org_ids = arena_alloc (arena, (n ? n : 1) * sizeof (char *));
     for (size_t i = 0; i < n; i++) {
         Identity__Membership *m
             = out->n_memberships ? out->memberships[out->n_memberships - 1] : NULL;
         if (!m || strcmp (m->org_id, roles[i]->org_id) != 0) {
             m = arena_msg (arena, &identity__membership__descriptor);
             m->org_id = roles[i]->org_id;
-            m->org_name = roles[i]->org_id;     /* until org tells us the name */
+            m->org_name = roles[i]->org_id;
             m->roles = arena_alloc (arena, 8 * sizeof (Bus__Role));
             out->memberships[out->n_memberships++] = m;
-            sreq.org_ids[sreq.n_org_ids++] = roles[i]->org_id;
         }
         if (m->n_roles < 8)
             m->roles[m->n_roles++] = roles[i]->role;
         if (roles[i]->role == BUS__ROLE__ROLE_TEACHER)
             m->verified = roles[i]->verified;
     }
-    if (out->n_memberships) {
-        /*  Names, units and linked students live in org. If it cannot
-            answer, the ids stand in for names. */
-        Org__SummaryReply *summary = NULL;
-        bus_call_opts_t opts = {.timeout_ms = 2000, .flags = BUS_CALL_RETRY,
-                                .caller = caller, .trace_id = bus_call_trace (call)};
-        if (bus_client_call (bus_call_client (call), "org", "org.summary", &sreq.base, &opts,
-                             &org__summary_reply__descriptor, arena,
-                             (ProtobufCMessage **) &summary, NULL)
-                == ST_OK
-            && summary)
-            for (size_t i = 0; i < summary->n_items; i++)
-                for (size_t j = 0; j < out->n_memberships; j++) {
-                    Identity__Membership *m = out->memberships[j];
-                    Org__OrgSummary *s = summary->items[i];
-                    if (strcmp (m->org_id, s->org_id) != 0)
-                        continue;
-                    m->org_name = s->name;
-                    m->units = s->units;
-                    m->n_units = s->n_units;
-                    Identity__User **kids;
-                    size_t n_kids = 0;
-                    idstore_users_get (db, s->student_ids, s->n_student_ids, arena, &kids, &n_kids);
-                    m->students = arena_alloc (arena, (n_kids ? n_kids : 1) * sizeof (Identity__Student *));
-                    for (size_t k = 0; k < n_kids; k++) {
-                        Identity__Student *st = arena_msg (arena, &identity__student__descriptor);
-                        st->id = kids[k]->id;
-                        st->full_name = kids[k]->full_name;
-                        m->students[m->n_students++] = st;
-                    }
-                }
-    }
     *reply = out;
+    return ST_OK;
+}
+
+static int s_revoke_event (bus_call_t *call, const char *user_id, const char *session_id,
+                           const char *reason);
+
+/*  Ends every live session of a user but `keep` (NULL: all). */
+static status_t
+s_end_sessions (bus_call_t *call, const char *user_id, const char *keep, const char *reason,
+                uint32_t *ended)
+{
+    arena_t *arena = bus_call_arena (call);
+    char **ids;
+    size_t n = 0;
+    if (idstore_sessions_end (bus_call_db (call), user_id, keep, reason, bus_call_now (call), arena,
+                              &ids, &n))
+        return s_db_error (call);
+    for (size_t i = 0; i < n; i++)
+        if (s_revoke_event (call, user_id, ids[i], reason))
+            return s_db_error (call);
+    if (ended)
+        *ended = (uint32_t) n;
     return ST_OK;
 }
 
@@ -512,6 +532,10 @@ s_me_update (bus_call_t *call, const void *request, void **reply)
 {
     const Identity__MeUpdateRequest *req = request;
     const Bus__Caller *caller = bus_call_caller (call);
+    db_t *db = bus_call_db (call);
+    id_user_t user;
+    if (idstore_user_by_id (db, caller->user_id, &user) != 1)
+        return bus_call_fail (call, ST_UNAUTHORIZED, NULL, "no such user");
     char name[840];
     const char *new_name = NULL;
     char hash[crypto_pwhash_STRBYTES];
@@ -522,16 +546,43 @@ s_me_update (bus_call_t *call, const void *request, void **reply)
         new_name = name;
     }
     if (req->_password_case == IDENTITY__ME_UPDATE_REQUEST___PASSWORD_PASSWORD) {
+        /*  Proof beyond the session: the current password, or a fresh code
+            when there is none. */
+        if (user.password_hash[0]) {
+            const char *cur = req->current_password ? req->current_password : "";
+            if (!*cur)
+                return bus_call_fail (call, ST_BAD_REQUEST, "current_password",
+                                      "current_password is required to set a new one");
+            if (strlen (cur) > PASSWORD_MAX
+                || crypto_pwhash_str_verify (user.password_hash, cur, strlen (cur)) != 0) {
+                bus_call_set_code (call, "invalid_password");
+                return bus_call_fail (call, ST_FORBIDDEN, "current_password", "wrong current password");
+            }
+        }
+        else {
+            status_t st = s_code_check (call, user.phone, req->code);
+            if (st != ST_OK)
+                return st == ST_UNAUTHORIZED ? bus_call_fail (call, ST_FORBIDDEN, "code",
+                                                              "the code is wrong or expired")
+                                             : st;
+        }
         if (s_password_hash (call, req->password ? req->password : "", hash) != ST_OK)
             return ST_BAD_REQUEST;
         new_hash = hash;
     }
     if ((new_name || new_hash)
-        && idstore_user_update (bus_call_db (call), caller->user_id, new_name, new_hash,
-                                bus_call_now (call)))
+        && idstore_user_update (db, caller->user_id, new_name, new_hash, bus_call_now (call)))
         return s_db_error (call);
-    id_user_t user;
-    if (idstore_user_by_id (bus_call_db (call), caller->user_id, &user) != 1)
+    if (new_hash && s_end_sessions (call, caller->user_id, caller->session_id, "password_changed", NULL))
+        return s_db_error (call);
+    if (new_name) {
+        Identity__UserUpdated ev = IDENTITY__USER_UPDATED__INIT;
+        ev.user_id = caller->user_id;
+        ev.full_name = name;
+        if (bus_call_event (call, "identity.user.updated", "", &ev.base))
+            return s_db_error (call);
+    }
+    if (idstore_user_by_id (db, caller->user_id, &user) != 1)
         return bus_call_fail (call, ST_UNAUTHORIZED, NULL, "no such user");
     Identity__MeUpdateReply *out = arena_msg (bus_call_arena (call), &identity__me_update_reply__descriptor);
     out->user = s_user_msg (bus_call_arena (call), &user);
@@ -592,26 +643,24 @@ s_security_report (bus_call_t *call, const void *request, void **reply)
             return bus_call_fail (call, ST_BAD_REQUEST, "comment", "comment %s (at most 2000 characters)",
                                   problem);
     }
-    static char ids[1000][32];
-    int n = idstore_session_ids (db, caller->user_id, 0, ids, 1000);
-    if (n < 0)
-        return s_db_error (call);
-    int64_t now = bus_call_now (call);
-    for (int i = 0; i < n; i++) {
-        if (idstore_session_revoke (db, caller->user_id, ids[i], "security_report", now) < 0
-            || s_revoke_event (call, caller->user_id, ids[i], "security_report"))
-            return s_db_error (call);
-    }
+    id_user_t user;
+    if (idstore_user_by_id (db, caller->user_id, &user) != 1)
+        return bus_call_fail (call, ST_UNAUTHORIZED, NULL, "no such user");
     Identity__SecurityReported ev = IDENTITY__SECURITY_REPORTED__INIT;
+    /*  Whoever got in may know the password: it goes, and so does any code
+        waiting; the owner signs in again with a new code. */
+    if (s_end_sessions (call, caller->user_id, NULL, "security_report", &ev.sessions_ended) != ST_OK
+        || idstore_user_clear_password (db, caller->user_id, bus_call_now (call))
+        || idstore_otp_delete (db, user.phone))
+        return s_db_error (call);
     ev.user_id = caller->user_id;
     ev.comment = comment;
-    ev.sessions_ended = (uint32_t) n;
     if (idstore_user_orgs (db, caller->user_id, arena, &ev.org_ids, &ev.n_org_ids))
         return s_db_error (call);
     if (bus_call_event (call, "identity.security.reported", "", &ev.base))
         return s_db_error (call);
-    log_warn (bus_call_trace (call), "unauthorized access reported user=%s sessions_ended=%d",
-              caller->user_id, n);
+    log_warn (bus_call_trace (call), "unauthorized access reported user=%s sessions_ended=%u",
+              caller->user_id, ev.sessions_ended);
     return ST_OK;
 }
 
@@ -647,15 +696,11 @@ s_role_grant (bus_call_t *call, const void *request, void **reply)
             return bus_call_fail (call, ST_NOT_FOUND, "user_id", "no such user");
         user_id = user.id;
     }
-    else {
-        if (s_phone (call, req->phone, phone) != ST_OK)
-            return ST_BAD_REQUEST;
-        int found = idstore_user_by_phone (db, phone, &user);
-        if (found < 0)
-            return s_db_error (call);
-        if (found)
-            user_id = user.id;
-    }
+    else if (s_phone (call, req->phone, phone) != ST_OK)
+        return ST_BAD_REQUEST;
+    /*  A role granted to a phone waits for a code-verified sign-in with
+        it, even when an account with that phone exists: whoever holds the
+        number today gets it. */
     Identity__OrgRole *row = NULL;
     int exists = idstore_role_get (db, req->org_id, user_id, phone, req->role, arena, &row);
     if (exists < 0)
@@ -679,6 +724,18 @@ s_role_revoke (bus_call_t *call, const void *request, void **reply)
     db_t *db = bus_call_db (call);
     if (s_role_args (call, req->org_id, req->role) != ST_OK)
         return ST_BAD_REQUEST;
+    if ((!req->user_id || !*req->user_id) && req->phone && *req->phone) {
+        /*  A role still waiting for its phone: withdraw it. */
+        char phone[20];
+        if (s_phone (call, req->phone, phone) != ST_OK)
+            return ST_BAD_REQUEST;
+        int gone = idstore_role_delete_phone (db, req->org_id, phone, req->role);
+        if (gone < 0)
+            return s_db_error (call);
+        if (!gone)
+            return bus_call_fail (call, ST_NOT_FOUND, "phone", "no role waits for this phone");
+        return ST_OK;
+    }
     if (!req->user_id || !*req->user_id)
         return bus_call_fail (call, ST_BAD_REQUEST, "user_id", "user_id is required");
     Identity__OrgRole *row = NULL;

@@ -309,19 +309,44 @@ idstore_session_revoke (db_t *db, const char *user_id, const char *session_id, c
 }
 
 int
-idstore_session_ids (db_t *db, const char *user_id, int64_t since, char ids[][32], int max)
+idstore_sessions_end (db_t *db, const char *user_id, const char *keep, const char *reason,
+                      int64_t now, arena_t *arena, char ***ids, size_t *count)
 {
-    sqlite3_stmt *stmt = db_stmt (db, "SELECT id FROM sessions WHERE user_id = ?"
-                                      " AND revoked_at IS NULL AND last_seen_at >= ?");
+    sqlite3_stmt *stmt = db_stmt (db, "UPDATE sessions SET revoked_at = ?1, revoke_reason = ?2"
+                                      " WHERE user_id = ?3 AND revoked_at IS NULL"
+                                      " AND (?4 IS NULL OR id <> ?4) RETURNING id");
     if (!stmt)
         return -1;
-    db_bind_text (stmt, 1, user_id);
-    sqlite3_bind_int64 (stmt, 2, since);
-    int n = 0, rc;
-    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW && n < max)
-        s_copy (ids[n++], 32, db_col_text (stmt, 0));
+    sqlite3_bind_int64 (stmt, 1, now);
+    db_bind_text (stmt, 2, reason);
+    db_bind_text (stmt, 3, user_id);
+    db_bind_text (stmt, 4, keep);
+    size_t cap = 16;
+    *ids = arena_alloc (arena, cap * sizeof (char *));
+    *count = 0;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (*count == cap) {
+            char **bigger = arena_alloc (arena, cap * 2 * sizeof (char *));
+            memcpy (bigger, *ids, cap * sizeof (char *));
+            *ids = bigger;
+            cap *= 2;
+        }
+        (*ids)[(*count)++] = arena_strdup (arena, db_col_text (stmt, 0));
+    }
     sqlite3_reset (stmt);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : -1;
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+idstore_user_clear_password (db_t *db, const char *user_id, int64_t now)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "UPDATE users SET password_hash = '', updated_at = ? WHERE id = ?");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, now);
+    db_bind_text (stmt, 2, user_id);
+    return db_step_done (db, stmt, NULL);
 }
 
 /* --- roles --- */
@@ -434,6 +459,22 @@ idstore_role_delete (db_t *db, const char *org_id, const char *user_id, int role
         return -1;
     db_bind_text (stmt, 1, org_id);
     db_bind_text (stmt, 2, user_id);
+    sqlite3_bind_int (stmt, 3, role);
+    int changes = 0;
+    if (db_step_done (db, stmt, &changes))
+        return -1;
+    return changes;
+}
+
+int
+idstore_role_delete_phone (db_t *db, const char *org_id, const char *phone, int role)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "DELETE FROM org_roles WHERE org_id = ? AND user_id IS NULL"
+                                      " AND phone = ? AND role = ?");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, org_id);
+    db_bind_text (stmt, 2, phone);
     sqlite3_bind_int (stmt, 3, role);
     int changes = 0;
     if (db_step_done (db, stmt, &changes))

@@ -60,8 +60,11 @@ int idstore_sessions_list (db_t *db, const char *user_id, int64_t since, arena_t
 /*  Revokes one session of `user_id`: 1 revoked, 0 no such live session. */
 int idstore_session_revoke (db_t *db, const char *user_id, const char *session_id,
                             const char *reason, int64_t now);
-/*  Ids of the user's live sessions (up to max). */
-int idstore_session_ids (db_t *db, const char *user_id, int64_t since, char ids[][32], int max);
+/*  Ends every live session of a user except `keep` (may be NULL), in one
+    statement however many there are; their ids go to `ids` (arena). */
+int idstore_sessions_end (db_t *db, const char *user_id, const char *keep, const char *reason,
+                          int64_t now, arena_t *arena, char ***ids, size_t *count);
+int idstore_user_clear_password (db_t *db, const char *user_id, int64_t now);
 
 /*  Roles. */
 int idstore_roles_by_user (db_t *db, const char *user_id, arena_t *arena,
@@ -74,6 +77,8 @@ int idstore_role_get (db_t *db, const char *org_id, const char *user_id, const c
 int idstore_role_insert (db_t *db, const char *org_id, const char *user_id, const char *phone,
                          int role, int64_t now);
 int idstore_role_delete (db_t *db, const char *org_id, const char *user_id, int role);
+/*  Withdraws a role still waiting for a phone: 1 deleted, 0 none. */
+int idstore_role_delete_phone (db_t *db, const char *org_id, const char *phone, int role);
 int idstore_role_set_verified (db_t *db, const char *org_id, const char *user_id, int verified,
                                int64_t now);
 int idstore_admin_count (db_t *db, const char *org_id);

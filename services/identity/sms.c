@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <spawn.h>
@@ -52,20 +53,49 @@ s_outbox (sms_sender_t *self, const char *to, const char *text, int64_t at_ms)
     return rc;
 }
 
+/*  Runs the program with the phone as its argument and the text on its
+    standard input (argv is readable by every local user; a code is not).
+    It gets ten seconds, then it is killed. */
 static int
 s_exec (sms_sender_t *self, const char *to, const char *text, int64_t at_ms)
 {
     (void) at_ms;
-    char *argv[] = {self->target, (char *) to, (char *) text, NULL};
+    int fds[2];
+    if (pipe2 (fds, O_CLOEXEC))
+        return -1;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, fds[0], STDIN_FILENO);
+    char *argv[] = {self->target, (char *) to, NULL};
     pid_t pid;
-    if (posix_spawn (&pid, self->target, NULL, NULL, argv, environ) != 0) {
+    int rc = posix_spawn (&pid, self->target, &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy (&actions);
+    close (fds[0]);
+    if (rc != 0) {
+        close (fds[1]);
         log_error (NULL, "cannot run the sms program path=%s", self->target);
         return -1;
     }
-    int status = 0;
-    while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+    size_t len = strlen (text);
+    ssize_t wrote = write (fds[1], text, len);
+    close (fds[1]);
+    int status = 0, done = 0;
+    for (int i = 0; i < 1000 && !done; i++) {
+        pid_t r = waitpid (pid, &status, WNOHANG);
+        if (r == pid)
+            done = 1;
+        else if (r < 0 && errno != EINTR)
+            break;
+        else
+            usleep (10000);
+    }
+    if (!done) {
+        kill (pid, SIGKILL);
+        waitpid (pid, &status, 0);
+        log_error (NULL, "the sms program took too long and was stopped path=%s", self->target);
+        return -1;
+    }
+    if (wrote != (ssize_t) len || !WIFEXITED (status) || WEXITSTATUS (status) != 0) {
         log_error (NULL, "the sms program failed path=%s status=%d", self->target, status);
         return -1;
     }

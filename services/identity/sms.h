@@ -2,8 +2,9 @@
     configuration (PARTA_SMS): "outbox" (the default) appends each message
     as one JSON line {"to","text","at"} to <data>/sms.outbox, which is how
     local runs and tests read codes; "exec:<program>" runs the program with
-    the phone and the text as its two arguments (a site's bridge to its SMS
-    provider) and counts exit status 0 as sent. */
+    the phone as its argument and the text on its standard input (a site's
+    bridge to its SMS provider), gives it ten seconds and counts exit status
+    0 as sent. */
 #ifndef PARTA_SMS_H
 #define PARTA_SMS_H
 

@@ -201,9 +201,9 @@ s_create (bus_call_t *call, const void *request, void **reply)
             return st;
         if (unit->archived)
             return bus_call_fail (call, ST_CONFLICT, "unit_id", "the unit is archived");
-        int fits = (req->role == BUS__ROLE__ROLE_STUDENT && unit->kind == ORG__UNIT_KIND__UNIT_KIND_GROUP)
-                   || (req->role == BUS__ROLE__ROLE_TEACHER && unit->kind == ORG__UNIT_KIND__UNIT_KIND_STAFF)
-                   || (req->role == BUS__ROLE__ROLE_PARENT && unit->kind == ORG__UNIT_KIND__UNIT_KIND_GROUP);
+        int fits = (req->role == BUS__ROLE__ROLE_STUDENT && unit->kind == BUS__UNIT_KIND__UNIT_KIND_GROUP)
+                   || (req->role == BUS__ROLE__ROLE_TEACHER && unit->kind == BUS__UNIT_KIND__UNIT_KIND_STAFF)
+                   || (req->role == BUS__ROLE__ROLE_PARENT && unit->kind == BUS__UNIT_KIND__UNIT_KIND_GROUP);
         if (!fits)
             return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
                                   "students and parents are invited into a group, teachers into the staff group");
@@ -657,8 +657,8 @@ s_join_create (bus_call_t *call, const void *request, void **reply)
         Org__Unit *unit = NULL;
         if ((st = s_id (call, "unit_id", req->unit_id)) || (st = s_unit (call, req->org_id, req->unit_id, &unit)))
             return st;
-        int fits = (req->role == BUS__ROLE__ROLE_STUDENT && unit->kind == ORG__UNIT_KIND__UNIT_KIND_GROUP)
-                   || (req->role == BUS__ROLE__ROLE_TEACHER && unit->kind == ORG__UNIT_KIND__UNIT_KIND_STAFF);
+        int fits = (req->role == BUS__ROLE__ROLE_STUDENT && unit->kind == BUS__UNIT_KIND__UNIT_KIND_GROUP)
+                   || (req->role == BUS__ROLE__ROLE_TEACHER && unit->kind == BUS__UNIT_KIND__UNIT_KIND_STAFF);
         if (!fits || unit->archived)
             return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
                                   "students ask for a group, teachers for the staff group");

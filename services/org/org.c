@@ -172,7 +172,7 @@ s_member_event (bus_call_t *call, const char *type, const char *org_id, const ch
 {
     Org__MemberEvent ev = ORG__MEMBER_EVENT__INIT;
     ev.unit_id = (char *) unit_id;
-    ev.unit_kind = (Org__UnitKind) unit_kind;
+    ev.unit_kind = (Bus__UnitKind) unit_kind;
     ev.user_id = (char *) user_id;
     ev.role = (Bus__Role) role;
     ev.reason = (char *) reason;
@@ -290,7 +290,7 @@ s_approve_create (bus_call_t *call, void *arg)
     db_t *db = bus_call_db (call);
     /*  The org and its staff group ("АПК"), which every teacher joins. */
     if (orgstore_org_insert (db, &org, a->staff_id, now)
-        || orgstore_unit_insert (db, a->staff_id, a->org_id, ORG__UNIT_KIND__UNIT_KIND_STAFF,
+        || orgstore_unit_insert (db, a->staff_id, a->org_id, BUS__UNIT_KIND__UNIT_KIND_STAFF,
                                  a->app->short_name, NULL, NULL, 0, 0, now)
         || orgstore_application_set_org (db, a->app->id, a->org_id))
         return s_db_error (call);
@@ -552,13 +552,13 @@ s_unit_fields (bus_call_t *call, int kind, const char *code, int has_code, int y
                char **code_out)
 {
     if (has_code) {
-        if (kind != ORG__UNIT_KIND__UNIT_KIND_GROUP)
+        if (kind != BUS__UNIT_KIND__UNIT_KIND_GROUP)
             return bus_call_fail (call, ST_BAD_REQUEST, "code", "only groups have a code");
         if (s_line (call, "code", code, 1, 32, code_out))
             return ST_BAD_REQUEST;
     }
     if (has_year) {
-        if (kind != ORG__UNIT_KIND__UNIT_KIND_GROUP)
+        if (kind != BUS__UNIT_KIND__UNIT_KIND_GROUP)
             return bus_call_fail (call, ST_BAD_REQUEST, "year", "only groups have a year of study");
         if (year < 1 || year > 12)
             return bus_call_fail (call, ST_BAD_REQUEST, "year", "year of study is 1..12");
@@ -572,7 +572,7 @@ s_unit_create (bus_call_t *call, const void *request, void **reply)
     const Org__UnitCreateRequest *req = request;
     db_t *db = bus_call_db (call);
     arena_t *arena = bus_call_arena (call);
-    if (req->kind == ORG__UNIT_KIND__UNIT_KIND_UNSPECIFIED)
+    if (req->kind == BUS__UNIT_KIND__UNIT_KIND_UNSPECIFIED)
         return bus_call_fail (call, ST_BAD_REQUEST, "kind",
                               "kind is department, group, staff or other");
     char *name, *code = NULL;
@@ -580,7 +580,7 @@ s_unit_create (bus_call_t *call, const void *request, void **reply)
         return ST_BAD_REQUEST;
     if (s_unit_fields (call, req->kind, req->code, req->_code_case, req->year, req->_year_case, &code))
         return ST_BAD_REQUEST;
-    if (req->kind == ORG__UNIT_KIND__UNIT_KIND_STAFF) {
+    if (req->kind == BUS__UNIT_KIND__UNIT_KIND_STAFF) {
         bus_call_set_code (call, "staff_group_exists");
         return bus_call_fail (call, ST_CONFLICT, "kind",
                               "the organisation's staff group is made with it; there is one");
@@ -674,7 +674,7 @@ s_unit_update (bus_call_t *call, const void *request, void **reply)
         }
     }
     if (req->_archived_case) {
-        if (req->archived && unit->kind == ORG__UNIT_KIND__UNIT_KIND_STAFF)
+        if (req->archived && unit->kind == BUS__UNIT_KIND__UNIT_KIND_STAFF)
             return bus_call_fail (call, ST_CONFLICT, "archived",
                                   "the staff group cannot be archived: every teacher is in it");
         unit->archived = req->archived;
@@ -785,7 +785,7 @@ s_curator_set (bus_call_t *call, const void *request, void **reply)
         if (ls != ST_OK)
             return ls;
     }
-    if (unit->kind != ORG__UNIT_KIND__UNIT_KIND_GROUP)
+    if (unit->kind != BUS__UNIT_KIND__UNIT_KIND_GROUP)
         return bus_call_fail (call, ST_BAD_REQUEST, "unit_id", "only a group has a curator");
     if (unit->archived)
         return bus_call_fail (call, ST_CONFLICT, "unit_id", "the group is archived");
@@ -828,7 +828,7 @@ s_curator_unset (bus_call_t *call, const void *request, void **reply)
 /* --- members --- */
 
 typedef struct {
-    zhashx_t *units;            /* user_id -> zlistx of Org__UnitRef* */
+    zhashx_t *units;            /* user_id -> zlistx of Bus__UnitRef* */
     arena_t *arena;
 } units_index_t;
 
@@ -841,10 +841,10 @@ s_index_membership (void *arg, const char *user_id, const char *unit_id, const c
         list = zlistx_new ();
         zhashx_insert (ix->units, user_id, list);
     }
-    Org__UnitRef *r = arena_msg (ix->arena, &org__unit_ref__descriptor);
+    Bus__UnitRef *r = arena_msg (ix->arena, &bus__unit_ref__descriptor);
     r->id = arena_strdup (ix->arena, unit_id);
     r->name = arena_strdup (ix->arena, name);
-    r->kind = (Org__UnitKind) kind;
+    r->kind = (Bus__UnitKind) kind;
     zlistx_add_end (list, r);
 }
 
@@ -861,8 +861,8 @@ s_member_units (units_index_t *ix, const char *user_id, Org__Member *m)
 {
     zlistx_t *list = zhashx_lookup (ix->units, user_id);
     size_t n = list ? zlistx_size (list) : 0;
-    m->units = arena_alloc (ix->arena, (n ? n : 1) * sizeof (Org__UnitRef *));
-    for (Org__UnitRef *r = list ? zlistx_first (list) : NULL; r; r = zlistx_next (list))
+    m->units = arena_alloc (ix->arena, (n ? n : 1) * sizeof (Bus__UnitRef *));
+    for (Bus__UnitRef *r = list ? zlistx_first (list) : NULL; r; r = zlistx_next (list))
         m->units[m->n_units++] = r;
 }
 
@@ -1010,12 +1010,12 @@ s_join_staff (bus_call_t *call, const char *org_id, const char *user_id, const c
     db_t *db = bus_call_db (call);
     if (orgstore_org_staff_unit (db, org_id, staff, sizeof staff) != 1)
         return s_db_error (call);
-    int added = orgstore_member_add (db, org_id, staff, ORG__UNIT_KIND__UNIT_KIND_STAFF, user_id,
+    int added = orgstore_member_add (db, org_id, staff, BUS__UNIT_KIND__UNIT_KIND_STAFF, user_id,
                                      BUS__ROLE__ROLE_TEACHER, bus_call_now (call));
     if (added < 0)
         return s_db_error (call);
     if (added && s_member_event (call, "org.unit.member_added", org_id, staff,
-                                 ORG__UNIT_KIND__UNIT_KIND_STAFF, user_id, BUS__ROLE__ROLE_TEACHER,
+                                 BUS__UNIT_KIND__UNIT_KIND_STAFF, user_id, BUS__ROLE__ROLE_TEACHER,
                                  reason))
         return s_db_error (call);
     return ST_OK;
@@ -1054,7 +1054,7 @@ s_role_lost_txn (bus_call_t *call, void *arg)
         if (removed < 0)
             return s_db_error (call);
         if (removed && s_member_event (call, "org.unit.member_removed", fx->org_id, staff,
-                                       ORG__UNIT_KIND__UNIT_KIND_STAFF, fx->user_id,
+                                       BUS__UNIT_KIND__UNIT_KIND_STAFF, fx->user_id,
                                        BUS__ROLE__ROLE_TEACHER, fx->reason))
             return s_db_error (call);
         char **units;
@@ -1073,7 +1073,7 @@ s_role_lost_txn (bus_call_t *call, void *arg)
             return s_db_error (call);
         if (in && (orgstore_member_remove (db, group, fx->user_id) < 0
                    || s_member_event (call, "org.unit.member_removed", fx->org_id, group,
-                                      ORG__UNIT_KIND__UNIT_KIND_GROUP, fx->user_id,
+                                      BUS__UNIT_KIND__UNIT_KIND_GROUP, fx->user_id,
                                       BUS__ROLE__ROLE_STUDENT, fx->reason)))
             return s_db_error (call);
         if (orgstore_leave_clear (db, fx->org_id, fx->user_id))
@@ -1377,7 +1377,7 @@ s_move_txn (bus_call_t *call, void *arg)
     case ORG__MOVEMENT_KIND__MOVEMENT_KIND_LEAVE:
         if (orgstore_member_remove (db, mv->current, user) < 0
             || s_member_event (call, "org.unit.member_removed", org, mv->current,
-                               ORG__UNIT_KIND__UNIT_KIND_GROUP, user, BUS__ROLE__ROLE_STUDENT, reason))
+                               BUS__UNIT_KIND__UNIT_KIND_GROUP, user, BUS__ROLE__ROLE_STUDENT, reason))
             return s_db_error (call);
         if (mv->m->kind == ORG__MOVEMENT_KIND__MOVEMENT_KIND_LEAVE) {
             if (orgstore_leave_set (db, org, user, mv->current))
@@ -1388,11 +1388,11 @@ s_move_txn (bus_call_t *call, void *arg)
         __attribute__ ((fallthrough));
     case ORG__MOVEMENT_KIND__MOVEMENT_KIND_ENROLL:
     case ORG__MOVEMENT_KIND__MOVEMENT_KIND_RETURN:
-        if (orgstore_member_add (db, org, mv->target->id, ORG__UNIT_KIND__UNIT_KIND_GROUP, user,
+        if (orgstore_member_add (db, org, mv->target->id, BUS__UNIT_KIND__UNIT_KIND_GROUP, user,
                                  BUS__ROLE__ROLE_STUDENT, now) < 0
             || orgstore_leave_clear (db, org, user)
             || s_member_event (call, "org.unit.member_added", org, mv->target->id,
-                               ORG__UNIT_KIND__UNIT_KIND_GROUP, user, BUS__ROLE__ROLE_STUDENT, reason))
+                               BUS__UNIT_KIND__UNIT_KIND_GROUP, user, BUS__ROLE__ROLE_STUDENT, reason))
             return s_db_error (call);
         break;
     case ORG__MOVEMENT_KIND__MOVEMENT_KIND_HIRE: {
@@ -1433,7 +1433,7 @@ s_movement_group (bus_call_t *call, const char *org_id, const char *unit_id, Org
     status_t ls = s_unit_load (call, org_id, unit_id, out);
     if (ls != ST_OK)
         return ls;
-    if ((*out)->kind != ORG__UNIT_KIND__UNIT_KIND_GROUP)
+    if ((*out)->kind != BUS__UNIT_KIND__UNIT_KIND_GROUP)
         return bus_call_fail (call, ST_BAD_REQUEST, "unit_id", "unit_id must be a group");
     if ((*out)->archived)
         return bus_call_fail (call, ST_CONFLICT, "unit_id", "the group is archived");
@@ -1675,11 +1675,11 @@ s_unit_join_txn (bus_call_t *call, void *arg)
     if (unit->archived)
         return bus_call_fail (call, ST_CONFLICT, "unit_id", "the unit is archived");
     if (req->role == BUS__ROLE__ROLE_TEACHER) {
-        if (unit->kind != ORG__UNIT_KIND__UNIT_KIND_STAFF)
+        if (unit->kind != BUS__UNIT_KIND__UNIT_KIND_STAFF)
             return bus_call_fail (call, ST_BAD_REQUEST, "unit_id", "teachers join the staff group");
         return s_join_staff (call, req->org_id, req->user_id, "invitation");
     }
-    if (req->role != BUS__ROLE__ROLE_STUDENT || unit->kind != ORG__UNIT_KIND__UNIT_KIND_GROUP)
+    if (req->role != BUS__ROLE__ROLE_STUDENT || unit->kind != BUS__UNIT_KIND__UNIT_KIND_GROUP)
         return bus_call_fail (call, ST_BAD_REQUEST, "unit_id", "students join a group");
     char current[ULID_LEN + 1];
     int in = orgstore_student_group (db, req->org_id, req->user_id, current, sizeof current);
@@ -1691,11 +1691,11 @@ s_unit_join_txn (bus_call_t *call, void *arg)
         bus_call_set_code (call, "already_in_group");
         return bus_call_fail (call, ST_CONFLICT, "unit_id", "the student is already in another group");
     }
-    if (orgstore_member_add (db, req->org_id, unit->id, ORG__UNIT_KIND__UNIT_KIND_GROUP, req->user_id,
+    if (orgstore_member_add (db, req->org_id, unit->id, BUS__UNIT_KIND__UNIT_KIND_GROUP, req->user_id,
                              BUS__ROLE__ROLE_STUDENT, bus_call_now (call)) < 0
         || orgstore_leave_clear (db, req->org_id, req->user_id)
         || s_member_event (call, "org.unit.member_added", req->org_id, unit->id,
-                           ORG__UNIT_KIND__UNIT_KIND_GROUP, req->user_id, BUS__ROLE__ROLE_STUDENT,
+                           BUS__UNIT_KIND__UNIT_KIND_GROUP, req->user_id, BUS__ROLE__ROLE_STUDENT,
                            "invitation"))
         return s_db_error (call);
     return ST_OK;
@@ -1720,6 +1720,51 @@ s_unit_join (bus_call_t *call, const void *request, void **reply)
     if (s_id (call, "unit_id", req.unit_id))
         return ST_BAD_REQUEST;
     return s_txn (call, s_unit_join_txn, &req);
+}
+
+/*  GET /v1/me: identity's account and roles, with what org knows added:
+    organisation names, the user's units, a parent's linked students. Org
+    calls identity, never the other way round. */
+static status_t
+s_me (bus_call_t *call, const void *request, void **reply)
+{
+    (void) request;
+    db_t *db = bus_call_db (call);
+    arena_t *arena = bus_call_arena (call);
+    Identity__Empty empty = IDENTITY__EMPTY__INIT;
+    Identity__MeReply *me = NULL;
+    status_t st = s_identity (call, "identity.me", &empty.base, &identity__me_reply__descriptor,
+                              (void **) &me);
+    if (st != ST_OK)
+        return st;
+    for (size_t i = 0; i < me->n_memberships; i++) {
+        Identity__Membership *m = me->memberships[i];
+        Org__Org *org = NULL;
+        int found = orgstore_org_get (db, m->org_id, arena, &org);
+        if (found < 0)
+            return s_db_error (call);
+        if (found)
+            m->org_name = org->name;
+        char **kids;
+        size_t n_kids = 0;
+        if (orgstore_user_units (db, m->org_id, me->user->id, arena, &m->units, &m->n_units)
+            || orgstore_guardian_students (db, m->org_id, me->user->id, arena, &kids, &n_kids))
+            return s_db_error (call);
+        m->students = arena_alloc (arena, (n_kids ? n_kids : 1) * sizeof (Identity__Student *));
+        if (n_kids) {
+            Org__Person **people;
+            if ((st = s_people (call, kids, n_kids, 0, &people)))
+                return st;
+            for (size_t k = 0; k < n_kids; k++) {
+                Identity__Student *s = arena_msg (arena, &identity__student__descriptor);
+                s->id = people[k]->id;
+                s->full_name = people[k]->full_name;
+                m->students[m->n_students++] = s;
+            }
+        }
+    }
+    *reply = me;
+    return ST_OK;
 }
 
 /* --- the service --- */
@@ -1750,6 +1795,7 @@ static bus_method_t s_methods[] = {
     {"org.summary", s_summary, 0},
     {"org.unit_join", s_unit_join, BUS_WRITE | BUS_NOTXN},
     {"org.guardian_add", s_guardian_add, BUS_WRITE | BUS_NOTXN},
+    {"org.me", s_me, BUS_AUTH},
     {NULL, NULL, 0},
 };
 

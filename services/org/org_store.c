@@ -352,7 +352,7 @@ s_unit_row (sqlite3_stmt *stmt, arena_t *arena)
 {
     Org__Unit *u = arena_msg (arena, &org__unit__descriptor);
     u->id = s_dup (arena, stmt, 0);
-    u->kind = (Org__UnitKind) sqlite3_column_int (stmt, 1);
+    u->kind = (Bus__UnitKind) sqlite3_column_int (stmt, 1);
     u->name = s_dup (arena, stmt, 2);
     if (sqlite3_column_type (stmt, 3) != SQLITE_NULL) {
         u->_parent_id_case = ORG__UNIT___PARENT_ID_PARENT_ID;
@@ -597,7 +597,7 @@ orgstore_student_group (db_t *db, const char *org_id, const char *user_id, char 
 
 int
 orgstore_user_units (db_t *db, const char *org_id, const char *user_id, arena_t *arena,
-                     Org__UnitRef ***items, size_t *count)
+                     Bus__UnitRef ***items, size_t *count)
 {
     sqlite3_stmt *stmt = db_stmt (db, "SELECT u.id, u.name, u.kind FROM unit_members m"
                                       " JOIN units u ON u.id = m.unit_id"
@@ -611,15 +611,15 @@ orgstore_user_units (db_t *db, const char *org_id, const char *user_id, arena_t 
     *count = 0;
     int rc;
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        *items = (Org__UnitRef **) s_grow (arena, (void **) *items, *count, &cap);
-        Org__UnitRef *r = arena_msg (arena, &org__unit_ref__descriptor);
+        *items = (Bus__UnitRef **) s_grow (arena, (void **) *items, *count, &cap);
+        Bus__UnitRef *r = arena_msg (arena, &bus__unit_ref__descriptor);
         r->id = s_dup (arena, stmt, 0);
         r->name = s_dup (arena, stmt, 1);
-        r->kind = (Org__UnitKind) sqlite3_column_int (stmt, 2);
+        r->kind = (Bus__UnitKind) sqlite3_column_int (stmt, 2);
         (*items)[(*count)++] = r;
     }
     if (!*items)
-        *items = arena_alloc (arena, sizeof (Org__UnitRef *));
+        *items = arena_alloc (arena, sizeof (Bus__UnitRef *));
     return s_done (stmt, rc);
 }
 

@@ -59,7 +59,7 @@ int orgstore_student_group (db_t *db, const char *org_id, const char *user_id, c
                             size_t len);
 /*  Units of a user in an org. */
 int orgstore_user_units (db_t *db, const char *org_id, const char *user_id, arena_t *arena,
-                         Org__UnitRef ***items, size_t *count);
+                         Bus__UnitRef ***items, size_t *count);
 /*  Members of a unit (user id and role), ordered by user id after cursor. */
 int orgstore_unit_members (db_t *db, const char *unit_id, const char *cursor, uint32_t limit,
                            arena_t *arena, char ***ids, int **roles, size_t *count);

@@ -305,10 +305,10 @@ test_parse_default_and_lookup (void **state)
     gw_rl_classes_t classes;
     char err[256] = "";
     assert_int_equal (gw_ratelimit_parse (GW_RL_DEFAULT_SPEC, &classes, err, sizeof err), 0);
-    assert_int_equal (classes.count, 8);
-    const char *names[] = {"ip",     "otp_phone",   "otp_ip",   "login_phone",
-                           "login_ip", "app_ip", "invite_user", "post_user"};
-    for (size_t i = 0; i < 8; i++) {
+    assert_int_equal (classes.count, 9);
+    const char *names[] = {"ip",       "otp_phone", "otp_ip",      "login_phone", "login_ip",
+                           "app_ip",   "invite_user", "post_user", "me_user"};
+    for (size_t i = 0; i < 9; i++) {
         const gw_rl_class_t *cls = gw_ratelimit_class (&classes, names[i]);
         assert_non_null (cls);
         assert_string_equal (cls->name, names[i]);
