@@ -36,6 +36,14 @@ static const char s_common_schema[] =
     "CREATE TABLE IF NOT EXISTS event_cursor ("
     "  source TEXT PRIMARY KEY, epoch TEXT NOT NULL, seq INTEGER NOT NULL);";
 
+static int (*s_open_hook) (sqlite3 *handle);
+
+void
+db_set_open_hook (int (*hook) (sqlite3 *handle))
+{
+    s_open_hook = hook;
+}
+
 static void
 s_stmt_destroy (void **item)
 {
@@ -125,6 +133,10 @@ db_open (const char *path, const char *const *migrations, const char *sync, char
     }
     sqlite3_busy_timeout (self->handle, 5000);
     sqlite3_extended_result_codes (self->handle, 1);
+    if (s_open_hook && s_open_hook (self->handle)) {
+        snprintf (err, errlen, "the connection hook failed");
+        goto fail;
+    }
     const char *mode = sync && strcmp (sync, "full") == 0 ? "FULL" : "NORMAL";
     if (sync && strcmp (sync, "full") != 0 && strcmp (sync, "normal") != 0) {
         snprintf (err, errlen, "sync must be normal or full, not '%s'", sync);

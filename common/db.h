@@ -22,6 +22,10 @@ db_t *db_open (const char *path, const char *const *migrations, const char *sync
                size_t errlen);
 void db_destroy (db_t **self_p);
 
+/*  A function every new connection of this process runs first (before
+    migrations), e.g. to register an FTS5 tokenizer. Set once at start. */
+void db_set_open_hook (int (*hook) (sqlite3 *handle));
+
 sqlite3 *db_handle (db_t *self);
 const char *db_path (db_t *self);
 

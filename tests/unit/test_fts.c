@@ -7,7 +7,7 @@
 #include "text.h"
 
 /*  The chat service's objects are not linked into unit tests. */
-#include "../../services/chat/chat_fts.c"
+#include "../../services/chat/chat_fts.h"
 
 #include <dirent.h>
 #include <stdio.h>
