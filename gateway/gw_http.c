@@ -647,7 +647,11 @@ s_on_reply (void *arg, const Bus__Reply *reply)
         gw_reply_error (req, 500, "internal", "the service's reply could not be read", NULL);
         return;
     }
-    gw_reply_json (req, route->success ? route->success : 200, json);
+    /*  Get-or-create endpoints say which it was. */
+    int status = route->success ? route->success : 200;
+    if (status == 200 && reply->reason && strcmp (reply->reason, "created") == 0)
+        status = 201;
+    gw_reply_json (req, status, json);
 }
 
 static void

@@ -129,6 +129,23 @@ gw_route_t gw_routes[] = {
      NULL, NULL, s_drop_requester},
     {"POST", "/v1/orgs/{org_id}/join-requests/{id}/reject", "invite", "invite.join_reject", 0, 200},
     {"GET", "/v1/me/join-requests", "invite", "invite.my_join_requests", GW_READ, 200},
+
+    /* chats (API.md) */
+    {"GET", "/v1/chats", "chat", "chat.my_chats", GW_READ, 200},
+    {"POST", "/v1/orgs/{org_id}/chats", "chat", "chat.create", 0, 201},
+    {"POST", "/v1/orgs/{org_id}/direct", "chat", "chat.direct", 0, 200},
+    {"GET", "/v1/chats/{chat_id}", "chat", "chat.get", GW_READ, 200},
+    {"PATCH", "/v1/chats/{chat_id}", "chat", "chat.update", 0, 200},
+    {"GET", "/v1/chats/{chat_id}/members", "chat", "chat.members", GW_READ, 200},
+    {"POST", "/v1/chats/{chat_id}/members", "chat", "chat.members_add", 0, 200},
+    {"PATCH", "/v1/chats/{chat_id}/members/{user_id}", "chat", "chat.member_update", 0, 200},
+    {"DELETE", "/v1/chats/{chat_id}/members/{user_id}", "chat", "chat.member_remove", 0, 204},
+    {"GET", "/v1/chats/{chat_id}/messages", "chat", "chat.history", GW_READ, 200},
+    {"POST", "/v1/chats/{chat_id}/messages", "chat", "chat.post", 0, 201, "post_user:user"},
+    {"PATCH", "/v1/chats/{chat_id}/messages/{id}", "chat", "chat.edit", 0, 200},
+    {"DELETE", "/v1/chats/{chat_id}/messages/{id}", "chat", "chat.delete", 0, 204},
+    {"POST", "/v1/chats/{chat_id}/read", "chat", "chat.read", 0, 204},
+    {"GET", "/v1/search/messages", "chat", "chat.search", GW_READ, 200},
     {NULL},
 };
 
