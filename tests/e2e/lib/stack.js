@@ -20,6 +20,7 @@ const BIN = process.env.PARTA_BIN || path.join(ROOT, 'build', 'bin');
 const READY_TIMEOUT_MS = 60000;
 const STOP_TIMEOUT_MS = 20000;
 const REQUEST_TIMEOUT_MS = 15000;
+const DEFAULT_OPERATOR = '+79990000000';   // scripts/run.sh's PARTA_OPERATORS
 
 // Budgets far above what a test sends, for stacks whose tests are not about
 // rate limits. The gateway refuses to start unless every class its routes
@@ -298,6 +299,14 @@ class Stack {
     post(p, body, opts = {}) { return this.request('POST', p, { ...opts, body }); }
     patch(p, body, opts = {}) { return this.request('PATCH', p, { ...opts, body }); }
     del(p, opts) { return this.request('DELETE', p, opts); }
+    put(p, body, opts = {}) { return this.request('PUT', p, { ...opts, body }); }
+
+    // The platform operator's phone: the first of PARTA_OPERATORS as the
+    // stack was given it, else scripts/run.sh's default.
+    operatorPhone() {
+        const list = (this.env && this.env.PARTA_OPERATORS) || DEFAULT_OPERATOR;
+        return list.split(',')[0].trim();
+    }
 
     // A request through node:http, for what fetch would not send as is
     // (raw paths, any method). Resolves {status, headers, text} or
@@ -472,6 +481,12 @@ function assertError(res, status, code, field, what = '') {
     assert.match(String(type), /^application\/json/, `content type of an error: ${where}`);
 }
 
+// Asserts the status (the reply in the message) and returns the JSON body.
+function expectStatus(res, status, what = '') {
+    assert.equal(res.status, status, `${what ? what + ': ' : ''}got ${res.status} ${res.text}`);
+    return res.json;
+}
+
 // Asks for a code for `phone` and returns it as read from the SMS outbox.
 // `expectPhone` is the E.164 form when `phone` is written otherwise.
 async function requestCode(stack, phone, { expectPhone = phone, headers } = {}) {
@@ -502,6 +517,6 @@ async function loginByCode(stack, phone, { headers } = {}) {
 }
 
 module.exports = {
-    ROOT, BIN, limits, startStack, stackForSuite, Stack, assertError, requestCode, signUp,
+    ROOT, BIN, limits, startStack, stackForSuite, Stack, assertError, expectStatus, requestCode, signUp,
     loginByCode, newPhone, sleep, waitFor, alive,
 };

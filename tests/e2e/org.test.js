@@ -1,0 +1,847 @@
+'use strict';
+// Institutions and structure as a client sees them (API.md "Institutions
+// and structure", policy 3А-3Г): an institution applies, the platform
+// operator approves, its admin signs up with the phone from the application,
+// edits the card, builds departments, groups and sees the staff group,
+// appoints a teacher, verifies them, makes them a curator, records students'
+// movements and links parents. Every authorization rule is tried by the
+// people it keeps out, and what they tried to change is read back
+// unchanged; bad input gets a clear 4xx and changes nothing.
+
+const { describe, it, before, beforeEach } = require('node:test');
+const assert = require('node:assert/strict');
+const {
+    stackForSuite, limits, assertError, expectStatus, signUp, newPhone, waitFor,
+} = require('./lib/stack');
+
+// A ULID nobody has.
+const NO_SUCH_ID = '01J0000000000000000000ZZZZ';
+
+let orgSeq = 0;
+function application({ orgName, shortName, region = 'Рязанская область', adminName = 'Ирина Смирнова', adminPhone }) {
+    orgSeq += 1;
+    return {
+        org_name: orgName,
+        short_name: shortName,
+        region,
+        inn: '6229000000',
+        admin: { full_name: adminName, phone: adminPhone, email: `admin${orgSeq}@college.example` },
+        order_number: `${100 + orgSeq}-к`,
+        order_date: '2026-08-25',
+    };
+}
+
+// The platform operator of a stack, registered the first time.
+const operators = new WeakMap();
+async function operator(stack) {
+    if (!operators.has(stack))
+        operators.set(stack, await signUp(stack, { phone: stack.operatorPhone(), fullName: 'Оператор Платформы' }));
+    return operators.get(stack);
+}
+
+// Applies, approves and signs the admin up: {id, name, shortName, appId, admin, staffId}.
+async function newOrg(stack, { orgName, shortName, adminName = 'Администратор Колледжа' }) {
+    const op = await operator(stack);
+    const adminPhone = newPhone();
+    const app = expectStatus(await stack.post('/v1/org-applications',
+        application({ orgName, shortName, adminName, adminPhone })), 201, `apply ${orgName}`);
+    const approved = expectStatus(await stack.post(`/v1/org-applications/${app.id}/approve`, undefined, { token: op.token }),
+        200, `approve ${orgName}`);
+    const admin = await signUp(stack, { phone: adminPhone, fullName: adminName });
+    const units = expectStatus(await stack.get(`/v1/orgs/${approved.org_id}/units?kind=staff`, { token: admin.token }), 200);
+    assert.equal(units.items.length, 1, `one staff group: ${JSON.stringify(units)}`);
+    return { id: approved.org_id, name: orgName, shortName, appId: app.id, admin, staffId: units.items[0].id };
+}
+
+async function newUnit(stack, org, body) {
+    return expectStatus(await stack.post(`/v1/orgs/${org.id}/units`, body, { token: org.admin.token }), 201,
+        `create unit ${JSON.stringify(body)}`);
+}
+
+// A new user holding `role` in the org (granted by its admin).
+async function member(stack, org, role, fullName) {
+    const u = await signUp(stack, { fullName });
+    expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${u.user.id}/roles`, { role }, { token: org.admin.token }),
+        200, `grant ${role} to ${fullName}`);
+    return u;
+}
+
+async function move(stack, org, body) {
+    return expectStatus(await stack.post(`/v1/orgs/${org.id}/movements`, body, { token: org.admin.token }), 201,
+        `movement ${JSON.stringify(body)}`);
+}
+
+async function me(stack, who) {
+    return expectStatus(await stack.get('/v1/me', { token: who.token }), 200, 'GET /v1/me');
+}
+
+function membershipIn(meBody, orgId) {
+    return meBody.memberships.find((m) => m.org_id === orgId);
+}
+
+const ids = (items) => items.map((x) => (x.user ? x.user.id : x.id)).sort();
+
+// Everything of an org its admin can read, plus what its parents see of
+// their children: compared before and after refused attempts.
+async function snapshot(stack, org, parents = []) {
+    const t = org.admin.token;
+    const get = async (p) => expectStatus(await stack.get(p, { token: t }), 200, `GET ${p}`);
+    const units = await get(`/v1/orgs/${org.id}/units?include_archived=true&limit=200`);
+    const unitMembers = {};
+    for (const u of units.items) unitMembers[u.id] = await get(`/v1/orgs/${org.id}/units/${u.id}/members?limit=200`);
+    const children = {};
+    for (const p of parents) {
+        const m = membershipIn(await me(stack, p), org.id);
+        children[p.user.id] = m ? m.students : null;
+    }
+    return {
+        card: await get(`/v1/orgs/${org.id}`),
+        units,
+        unitMembers,
+        members: await get(`/v1/orgs/${org.id}/members?limit=200`),
+        movements: await get(`/v1/orgs/${org.id}/movements?limit=200`),
+        children,
+    };
+}
+
+// The structure the authorization and bad-input tests run against: two
+// departments, three groups with curators, students, parents,
+// administration, an outsider, and a second organisation.
+async function buildWorld(stack) {
+    const a = await newOrg(stack, { orgName: 'Касимовский аграрный техникум', shortName: 'КАТ' });
+    const d1 = await newUnit(stack, a, { kind: 'department', name: 'Механизация сельского хозяйства' });
+    const d2 = await newUnit(stack, a, { kind: 'department', name: 'Экономика и бухучёт' });
+    const g1 = await newUnit(stack, a, { kind: 'group', name: 'ТМ-21', code: 'ТМ-21', year: 2, parent_id: d1.id });
+    const g2 = await newUnit(stack, a, { kind: 'group', name: 'ТМ-22', code: 'ТМ-22', year: 2, parent_id: d1.id });
+    const g3 = await newUnit(stack, a, { kind: 'group', name: 'ЭК-11', code: 'ЭК-11', year: 1, parent_id: d2.id });
+    const t1 = await member(stack, a, 'teacher', 'Пётр Куратор');
+    const t2 = await member(stack, a, 'teacher', 'Ольга Куратор');
+    for (const [t, g] of [[t1, g1], [t2, g2]]) {
+        expectStatus(await stack.post(`/v1/orgs/${a.id}/members/${t.user.id}/verify`, { verified: true }, { token: a.admin.token }), 200);
+        expectStatus(await stack.put(`/v1/orgs/${a.id}/units/${g.id}/curator`, { user_id: t.user.id }, { token: a.admin.token }), 200);
+    }
+    const adm = await member(stack, a, 'administration', 'Завуч Иванова');
+    const s1 = await member(stack, a, 'student', 'Студент Первый');
+    const s2 = await member(stack, a, 'student', 'Студент Второй');
+    const s3 = await member(stack, a, 'student', 'Студентка Третья');
+    await move(stack, a, { kind: 'enroll', user_id: s1.user.id, unit_id: g1.id, order_number: '1-у' });
+    await move(stack, a, { kind: 'enroll', user_id: s2.user.id, unit_id: g1.id, order_number: '2-у' });
+    await move(stack, a, { kind: 'enroll', user_id: s3.user.id, unit_id: g2.id, order_number: '3-у' });
+    const p1 = await member(stack, a, 'parent', 'Родитель Первого');
+    const p2 = await member(stack, a, 'parent', 'Родитель Без Ребёнка');
+    expectStatus(await stack.post(`/v1/orgs/${a.id}/guardians`, { parent_id: p1.user.id, student_id: s1.user.id },
+        { token: a.admin.token }), 201);
+    const outsider = await signUp(stack, { fullName: 'Посторонний Человек' });
+
+    const b = await newOrg(stack, { orgName: 'Медицинский колледж имени Павлова', shortName: 'МК' });
+    const gb = await newUnit(stack, b, { kind: 'group', name: 'МС-31', code: 'МС-31', year: 3 });
+    const tb = await member(stack, b, 'teacher', 'Учитель Другого');
+    const sb = await member(stack, b, 'student', 'Студент Другого');
+    await move(stack, b, { kind: 'enroll', user_id: sb.user.id, unit_id: gb.id });
+    const pb = await member(stack, b, 'parent', 'Родитель Другого');
+    return { a, d1, d2, g1, g2, g3, t1, t2, adm, s1, s2, s3, p1, p2, outsider, b, gb, tb, sb, pb };
+}
+
+describe('an institution joins and its admin builds it', { timeout: 600000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('apply, approve, the admin signs up as admin, edits the card, builds units, appoints a curator, records movements, links parents', async () => {
+        const op = await operator(stack);
+        assert.equal((await me(stack, op)).operator, true, 'the operator is an operator');
+
+        // The application (public).
+        const adminPhone = newPhone();
+        const d = adminPhone.slice(2);
+        const body = application({
+            orgName: 'Рязанский аграрно-промышленный колледж', shortName: 'АПК', adminName: 'Ирина Петровна Смирнова',
+            adminPhone: `8 (${d.slice(0, 3)}) ${d.slice(3, 6)}-${d.slice(6, 8)}-${d.slice(8)}`,
+        });
+        const app = await stack.post('/v1/org-applications', body);
+        assert.equal(app.status, 201, app.text);
+        assert.equal(app.json.status, 'pending', app.text);
+        assert.equal(typeof app.json.id, 'string', app.text);
+
+        // The operator sees it with what was sent (the phone normalised).
+        const pending = expectStatus(await stack.get('/v1/org-applications?status=pending', { token: op.token }), 200);
+        const mine = pending.items.find((x) => x.id === app.json.id);
+        assert.ok(mine, `the application is listed as pending: ${JSON.stringify(pending)}`);
+        assert.equal(mine.status, 'pending');
+        assert.equal(mine.org_name, body.org_name);
+        assert.equal(mine.short_name, 'АПК');
+        assert.equal(mine.region, body.region);
+        assert.deepEqual(mine.admin, { full_name: body.admin.full_name, phone: adminPhone, email: body.admin.email });
+        assert.equal(mine.order_number, body.order_number);
+        assert.equal(mine.order_date, body.order_date);
+        assert.equal(mine.org_id, null);
+
+        // Approval makes the org; approving again answers the same org.
+        const approved = expectStatus(await stack.post(`/v1/org-applications/${app.json.id}/approve`, undefined, { token: op.token }), 200);
+        assert.match(String(approved.org_id), /^[0-9A-HJKMNP-TV-Z]{26}$/, JSON.stringify(approved));
+        const again = expectStatus(await stack.post(`/v1/org-applications/${app.json.id}/approve`, undefined, { token: op.token }), 200);
+        assert.deepEqual(again, approved, 'approving twice answers the same org');
+        const orgId = approved.org_id;
+        const done = expectStatus(await stack.get('/v1/org-applications?status=approved', { token: op.token }), 200);
+        const row = done.items.find((x) => x.id === app.json.id);
+        assert.ok(row && row.status === 'approved' && row.org_id === orgId, JSON.stringify(done));
+        const stillPending = expectStatus(await stack.get('/v1/org-applications?status=pending', { token: op.token }), 200);
+        assert.ok(!stillPending.items.some((x) => x.id === app.json.id), 'no longer pending');
+
+        // Whoever signs up with the phone of the application is the admin.
+        const admin = await signUp(stack, { phone: adminPhone, fullName: 'Ирина Петровна Смирнова' });
+        const adminMe = await me(stack, admin);
+        assert.equal(adminMe.memberships.length, 1, JSON.stringify(adminMe));
+        const ms = adminMe.memberships[0];
+        assert.equal(ms.org_id, orgId);
+        assert.equal(ms.org_name, body.org_name);
+        assert.deepEqual(ms.roles, ['admin']);
+        const t = admin.token;
+        const org = { id: orgId, admin };
+
+        // The card.
+        const card0 = expectStatus(await stack.get(`/v1/orgs/${orgId}`, { token: t }), 200);
+        assert.deepEqual(card0, {
+            id: orgId, name: body.org_name, short_name: 'АПК', region: body.region,
+            address: '', phone: '', email: '', website: '', description: '',
+        });
+        const patch = {
+            address: 'г. Рязань, ул. Полевая, д. 1',
+            phone: '8 999 555-12-34',
+            email: 'priem@rapk.example',
+            website: 'https://rapk.example',
+            description: 'Колледж готовит механиков и агрономов.\nОчная и заочная формы обучения.',
+        };
+        const card = expectStatus(await stack.patch(`/v1/orgs/${orgId}`, patch, { token: t }), 200);
+        assert.deepEqual(card, { ...card0, ...patch, phone: '+79995551234' }, 'the card as edited, the phone normalised');
+        assertError(await stack.patch(`/v1/orgs/${orgId}`, { email: 'priem at rapk' }, { token: t }), 400, 'bad_request', 'email');
+        assertError(await stack.patch(`/v1/orgs/${orgId}`, { website: 'ftp://rapk.example' }, { token: t }), 400, 'bad_request', 'website');
+        assertError(await stack.patch(`/v1/orgs/${orgId}`, { email: 'x@y.example', website: 'javascript:alert(1)' }, { token: t }),
+            400, 'bad_request', 'website');
+        assert.deepEqual(expectStatus(await stack.get(`/v1/orgs/${orgId}`, { token: t }), 200), card,
+            'the refused edits changed nothing (not even the valid e-mail sent with a bad website)');
+
+        // Anyone signed in finds it by name, in any case.
+        const other = await newOrg(stack, { orgName: 'Скопинский медицинский колледж', shortName: 'СМК' });
+        const stranger = await signUp(stack, { fullName: 'Ищущий Колледж' });
+        for (const q of ['АГРАРНО', 'аграрно', 'Аграрно-Промышленный']) {
+            const found = expectStatus(await stack.get(`/v1/orgs?q=${encodeURIComponent(q)}`, { token: stranger.token }), 200);
+            assert.deepEqual(found.items.filter((x) => x.id === orgId),
+                [{ id: orgId, name: body.org_name, short_name: 'АПК', region: body.region }], `q=${q}: ${JSON.stringify(found)}`);
+            assert.ok(!found.items.some((x) => x.id === other.id), `q=${q} does not find the medical college`);
+        }
+
+        // The staff group came with the org, named after the short name.
+        const staffList = expectStatus(await stack.get(`/v1/orgs/${orgId}/units?kind=staff`, { token: t }), 200);
+        assert.equal(staffList.items.length, 1, JSON.stringify(staffList));
+        const staff = staffList.items[0];
+        assert.equal(staff.kind, 'staff');
+        assert.equal(staff.name, 'АПК');
+        assert.equal(staff.archived, false);
+
+        // Two departments, three groups with codes and years.
+        const d1 = await newUnit(stack, org, { kind: 'department', name: 'Отделение механизации' });
+        const d2 = await newUnit(stack, org, { kind: 'department', name: 'Отделение агрономии' });
+        assert.equal(d1.kind, 'department');
+        assert.equal(d1.parent_id, null);
+        const g1 = await newUnit(stack, org, { kind: 'group', name: 'Группа ТМ-21', code: 'ТМ-21', year: 2, parent_id: d1.id });
+        const g2 = await newUnit(stack, org, { kind: 'group', name: 'Группа ТМ-22', code: 'ТМ-22', year: 2, parent_id: d1.id });
+        const g3 = await newUnit(stack, org, { kind: 'group', name: 'Группа АГ-11', code: 'АГ-11', year: 1, parent_id: d2.id });
+        assert.deepEqual({ kind: g1.kind, code: g1.code, year: g1.year, parent_id: g1.parent_id, curator_id: g1.curator_id, member_count: g1.member_count },
+            { kind: 'group', code: 'ТМ-21', year: 2, parent_id: d1.id, curator_id: null, member_count: 0 });
+        const all = expectStatus(await stack.get(`/v1/orgs/${orgId}/units`, { token: t }), 200);
+        assert.deepEqual(ids(all.items), [staff.id, d1.id, d2.id, g1.id, g2.id, g3.id].sort());
+        const groups = expectStatus(await stack.get(`/v1/orgs/${orgId}/units?kind=group`, { token: t }), 200);
+        assert.deepEqual(groups.items.map((u) => `${u.code}/${u.year}`).sort(), ['АГ-11/1', 'ТМ-21/2', 'ТМ-22/2']);
+        const underD1 = expectStatus(await stack.get(`/v1/orgs/${orgId}/units?parent_id=${d1.id}`, { token: t }), 200);
+        assert.deepEqual(ids(underD1.items), [g1.id, g2.id].sort());
+
+        // A teacher: the role puts them into the staff group; verified; curator.
+        const teacher = await signUp(stack, { fullName: 'Николай Васильевич Гоголев' });
+        const granted = expectStatus(await stack.post(`/v1/orgs/${orgId}/members/${teacher.user.id}/roles`, { role: 'teacher' }, { token: t }), 200);
+        assert.deepEqual(granted.roles, ['teacher']);
+        assert.equal(granted.verified, false, 'a new teacher is unverified');
+        assert.deepEqual(granted.units.map((u) => [u.id, u.kind]), [[staff.id, 'staff']], 'the teacher joined the staff group');
+        const staffMembers = expectStatus(await stack.get(`/v1/orgs/${orgId}/units/${staff.id}/members`, { token: t }), 200);
+        assert.deepEqual(staffMembers.items.map((m) => [m.user.id, m.role]), [[teacher.user.id, 'teacher']]);
+        const verified = expectStatus(await stack.post(`/v1/orgs/${orgId}/members/${teacher.user.id}/verify`,
+            { verified: true, note: 'приказ о приёме 12-к' }, { token: t }), 200);
+        assert.equal(verified.verified, true);
+        const curated = expectStatus(await stack.put(`/v1/orgs/${orgId}/units/${g1.id}/curator`, { user_id: teacher.user.id }, { token: t }), 200);
+        assert.equal(curated.id, g1.id);
+        assert.equal(curated.curator_id, teacher.user.id);
+        const teacherMe = membershipIn(await me(stack, teacher), orgId);
+        assert.deepEqual(teacherMe.roles, ['teacher']);
+        assert.equal(teacherMe.verified, true);
+        assert.ok(teacherMe.units.some((u) => u.id === staff.id && u.kind === 'staff'), JSON.stringify(teacherMe));
+
+        // Students enrolled by movements with their orders.
+        const s1 = await member(stack, org, 'student', 'Анна Студентова');
+        const s2 = await member(stack, org, 'student', 'Борис Студентов');
+        const s3 = await member(stack, org, 'student', 'Вера Студентова');
+        for (const [s, g, order] of [[s1, g1, '45-у'], [s2, g1, '46-у'], [s3, g3, '47-у']]) {
+            const m = await move(stack, org, { kind: 'enroll', user_id: s.user.id, unit_id: g.id, order_number: order, effective_date: '2026-09-01' });
+            assert.equal(m.kind, 'enroll');
+            assert.equal(m.user_id, s.user.id);
+            assert.equal(m.unit_id, g.id);
+            assert.equal(m.from_unit_id, null);
+            assert.equal(m.order_number, order);
+            assert.equal(m.effective_date, '2026-09-01');
+            assert.equal(m.actor_id, admin.user.id);
+        }
+        const g1Members = expectStatus(await stack.get(`/v1/orgs/${orgId}/units/${g1.id}/members`, { token: t }), 200);
+        assert.deepEqual(g1Members.items.map((m) => [m.user.id, m.role]).sort(), [[s1.user.id, 'student'], [s2.user.id, 'student']].sort());
+        const s1Me = membershipIn(await me(stack, s1), orgId);
+        assert.deepEqual(s1Me.units.map((u) => u.id), [g1.id], 'the student sees their group in GET /v1/me');
+
+        // Parents: one linked by the admin, one by the curator of the student's group.
+        const p1 = await member(stack, org, 'parent', 'Мать Анны');
+        const p2 = await member(stack, org, 'parent', 'Отец Бориса');
+        const link1 = expectStatus(await stack.post(`/v1/orgs/${orgId}/guardians`, { parent_id: p1.user.id, student_id: s1.user.id }, { token: t }), 201);
+        assert.equal(link1.parent_id, p1.user.id);
+        assert.equal(link1.student_id, s1.user.id);
+        expectStatus(await stack.post(`/v1/orgs/${orgId}/guardians`, { parent_id: p2.user.id, student_id: s2.user.id },
+            { token: teacher.token }), 201, 'the curator links a parent to a student of their group');
+        assert.deepEqual(membershipIn(await me(stack, p1), orgId).students, [{ id: s1.user.id, full_name: 'Анна Студентова' }]);
+        assert.deepEqual(membershipIn(await me(stack, p2), orgId).students, [{ id: s2.user.id, full_name: 'Борис Студентов' }]);
+
+        // A transfer and an expulsion.
+        const tr = await move(stack, org, { kind: 'transfer', user_id: s2.user.id, unit_id: g2.id, order_number: '51-у', effective_date: '2026-10-15', note: 'по заявлению' });
+        assert.equal(tr.from_unit_id, g1.id);
+        assert.equal(tr.unit_id, g2.id);
+        const ex = await move(stack, org, { kind: 'expel', user_id: s3.user.id, order_number: '52-у', effective_date: '2026-10-20' });
+        assert.equal(ex.kind, 'expel');
+        assert.equal(ex.from_unit_id, g3.id);
+
+        const members = async (g) => expectStatus(await stack.get(`/v1/orgs/${orgId}/units/${g.id}/members`, { token: t }), 200)
+            .items.map((m) => m.user.id).sort();
+        assert.deepEqual(await members(g1), [s1.user.id], 'ТМ-21 after the transfer');
+        assert.deepEqual(await members(g2), [s2.user.id], 'ТМ-22 after the transfer');
+        assert.deepEqual(await members(g3), [], 'АГ-11 after the expulsion');
+        const counts = expectStatus(await stack.get(`/v1/orgs/${orgId}/units?kind=group`, { token: t }), 200);
+        assert.deepEqual(Object.fromEntries(counts.items.map((u) => [u.code, u.member_count])), { 'ТМ-21': 1, 'ТМ-22': 1, 'АГ-11': 0 });
+
+        const moves = expectStatus(await stack.get(`/v1/orgs/${orgId}/movements`, { token: t }), 200);
+        const summary = moves.items.map((m) => `${m.kind} ${m.user_id} ${m.from_unit_id || '-'}>${m.unit_id || '-'} ${m.order_number} ${m.effective_date}`).sort();
+        assert.deepEqual(summary, [
+            `enroll ${s1.user.id} ->${g1.id} 45-у 2026-09-01`,
+            `enroll ${s2.user.id} ->${g1.id} 46-у 2026-09-01`,
+            `enroll ${s3.user.id} ->${g3.id} 47-у 2026-09-01`,
+            `transfer ${s2.user.id} ${g1.id}>${g2.id} 51-у 2026-10-15`,
+            `expel ${s3.user.id} ${g3.id}>- 52-у 2026-10-20`,
+        ].sort());
+        const s2Moves = expectStatus(await stack.get(`/v1/orgs/${orgId}/movements?user_id=${s2.user.id}`, { token: t }), 200);
+        assert.deepEqual(s2Moves.items.map((m) => m.kind).sort(), ['enroll', 'transfer']);
+
+        // What the people themselves see now.
+        assert.deepEqual(membershipIn(await me(stack, s2), orgId).units.map((u) => u.id), [g2.id], 'the transferred student is in ТМ-22');
+        const s3Ms = membershipIn(await me(stack, s3), orgId);
+        assert.ok(!s3Ms || !s3Ms.roles.includes('student'), `the expelled student is no longer a student: ${JSON.stringify(s3Ms)}`);
+        const list = expectStatus(await stack.get(`/v1/orgs/${orgId}/members?role=student`, { token: t }), 200);
+        assert.deepEqual(ids(list.items), [s1.user.id, s2.user.id].sort(), 'the students of the org');
+        assert.deepEqual(membershipIn(await me(stack, p2), orgId).students, [{ id: s2.user.id, full_name: 'Борис Студентов' }],
+            'the parent stays linked after the transfer');
+    });
+
+    it('the org\'s events are published: their consumer (the chat service) keeps the automatic chats in step', async () => {
+        // Events cannot be read from outside; the chats made from them can
+        // (API.md "Automatic chats"). Each step waits, bounded, for the chat
+        // service to have seen the event.
+        const org = await newOrg(stack, { orgName: 'Колледж Событий', shortName: 'КС' });
+        const t = org.admin.token;
+        const chatsOf = async (who) => expectStatus(await stack.get('/v1/chats?limit=200', { token: who.token }), 200).items
+            .filter((c) => c.org_id === org.id);
+        const eventually = async (who, pred, what) => {
+            let last = [];
+            const ok = await waitFor(async () => { last = await chatsOf(who); return pred(last); }, { timeoutMs: 10000, intervalMs: 100 });
+            assert.ok(ok, `${what}; the chats seen: ${JSON.stringify(last.map((c) => [c.kind, c.audience, c.unit_id, c.title]))}\n` +
+                stack.logTails(10, ['org', 'chat']));
+        };
+        const groupChat = (g, audience = 'students') => (cs) => cs.some((c) => c.unit_id === g.id && c.audience === audience);
+        // org.created: the general and the staff channel.
+        await eventually(org.admin, (cs) => cs.some((c) => c.audience === 'all') && cs.some((c) => c.audience === 'staff'),
+            'the admin sees the general and the staff channel');
+        const g1 = await newUnit(stack, org, { kind: 'group', name: 'Группа СБ-11', code: 'СБ-11', year: 1 });
+        const g2 = await newUnit(stack, org, { kind: 'group', name: 'Группа СБ-12', code: 'СБ-12', year: 1 });
+        // org.curator.set
+        const cur = await member(stack, org, 'teacher', 'Куратор Событий');
+        expectStatus(await stack.put(`/v1/orgs/${org.id}/units/${g1.id}/curator`, { user_id: cur.user.id }, { token: t }), 200);
+        await eventually(cur, groupChat(g1), 'the curator is in the group chat of СБ-11');
+        // org.unit.member_added (enroll)
+        const s = await member(stack, org, 'student', 'Студент Событий');
+        const s2 = await member(stack, org, 'student', 'Второй Студент Событий');
+        await move(stack, org, { kind: 'enroll', user_id: s.user.id, unit_id: g1.id, order_number: '1-с' });
+        await move(stack, org, { kind: 'enroll', user_id: s2.user.id, unit_id: g1.id, order_number: '2-с' });
+        await eventually(s, groupChat(g1), 'the enrolled student is in the group chat of СБ-11');
+        // org.guardian.linked
+        const p = await member(stack, org, 'parent', 'Родитель Событий');
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/guardians`, { parent_id: p.user.id, student_id: s.user.id }, { token: t }), 201);
+        await eventually(p, groupChat(g1, 'parents'), 'the linked parent is in the parents chat of СБ-11');
+        // org.movement.recorded (transfer): out of СБ-11, into СБ-12.
+        await move(stack, org, { kind: 'transfer', user_id: s.user.id, unit_id: g2.id, order_number: '3-с' });
+        await eventually(s, (cs) => groupChat(g2)(cs) && !groupChat(g1)(cs), 'the transferred student moved from the chat of СБ-11 to СБ-12');
+        // expel: out of every group chat.
+        await move(stack, org, { kind: 'expel', user_id: s2.user.id, order_number: '4-с' });
+        await eventually(s2, (cs) => !cs.some((c) => c.unit_id), 'the expelled student left the group chat');
+    });
+
+    it('rejecting needs a reason; a rejected application cannot be approved; an approved one cannot be rejected', async () => {
+        const op = await operator(stack);
+        const adminPhone = newPhone();
+        const app = expectStatus(await stack.post('/v1/org-applications',
+            application({ orgName: 'Техникум-однодневка', shortName: 'ТО', adminPhone })), 201);
+        for (const body of [undefined, {}, { reason: '' }, { reason: '   ' }])
+            assertError(await stack.post(`/v1/org-applications/${app.id}/reject`, body, { token: op.token }), 400, 'bad_request', 'reason',
+                `reject with ${JSON.stringify(body)}`);
+        const pending = expectStatus(await stack.get('/v1/org-applications?status=pending', { token: op.token }), 200);
+        assert.ok(pending.items.some((x) => x.id === app.id), 'still pending after the refused rejections');
+
+        const rej = expectStatus(await stack.post(`/v1/org-applications/${app.id}/reject`, { reason: 'Нет лицензии на образовательную деятельность' },
+            { token: op.token }), 200);
+        assert.equal(rej.status, 'rejected', JSON.stringify(rej));
+        assert.equal(rej.reason, 'Нет лицензии на образовательную деятельность');
+        assertError(await stack.post(`/v1/org-applications/${app.id}/approve`, undefined, { token: op.token }), 409, 'application_rejected');
+        const rejected = expectStatus(await stack.get('/v1/org-applications?status=rejected', { token: op.token }), 200);
+        const row = rejected.items.find((x) => x.id === app.id);
+        assert.ok(row && row.org_id === null, `rejected and no org: ${JSON.stringify(row)}`);
+        // Its admin phone gives no role to whoever signs up with it.
+        const would = await signUp(stack, { phone: adminPhone, fullName: 'Несостоявшийся Админ' });
+        assert.deepEqual((await me(stack, would)).memberships, []);
+        const found = expectStatus(await stack.get(`/v1/orgs?q=${encodeURIComponent('однодневка')}`, { token: would.token }), 200);
+        assert.deepEqual(found.items, [], 'no org was made');
+
+        const ok = await newOrg(stack, { orgName: 'Сасовский колледж', shortName: 'СК' });
+        assertError(await stack.post(`/v1/org-applications/${ok.appId}/reject`, { reason: 'передумали' }, { token: op.token }),
+            409, 'application_approved');
+        assert.deepEqual(membershipIn(await me(stack, ok.admin), ok.id).roles, ['admin'], 'the org and its admin remain');
+        assertError(await stack.post(`/v1/org-applications/${NO_SUCH_ID}/approve`, undefined, { token: op.token }), 404, undefined, 'id');
+        assertError(await stack.post(`/v1/org-applications/not-an-id/approve`, undefined, { token: op.token }), 400, 'bad_request', 'id');
+    });
+
+    it('approving twice makes one org and one admin role', async () => {
+        const op = await operator(stack);
+        const adminPhone = newPhone();
+        const app = expectStatus(await stack.post('/v1/org-applications',
+            application({ orgName: 'Шацкий уникальный лицей', shortName: 'ШУЛ', adminPhone })), 201);
+        const replies = [];
+        for (let i = 0; i < 3; i++)
+            replies.push(expectStatus(await stack.post(`/v1/org-applications/${app.id}/approve`, undefined, { token: op.token }), 200));
+        assert.deepEqual(replies, [replies[0], replies[0], replies[0]], 'the same org_id each time');
+        const admin = await signUp(stack, { phone: adminPhone, fullName: 'Единственный Админ' });
+        const found = expectStatus(await stack.get(`/v1/orgs?q=${encodeURIComponent('шацкий уникальный')}`, { token: admin.token }), 200);
+        assert.deepEqual(found.items.map((x) => x.id), [replies[0].org_id], 'one org by that name');
+        const mine = (await me(stack, admin)).memberships;
+        assert.deepEqual(mine.map((m) => [m.org_id, m.roles]), [[replies[0].org_id, ['admin']]]);
+        const members = expectStatus(await stack.get(`/v1/orgs/${replies[0].org_id}/members`, { token: admin.token }), 200);
+        assert.deepEqual(members.items.map((m) => [m.user.id, m.roles]), [[admin.user.id, ['admin']]]);
+        const staff = expectStatus(await stack.get(`/v1/orgs/${replies[0].org_id}/units`, { token: admin.token }), 200);
+        assert.deepEqual(staff.items.map((u) => u.kind), ['staff'], 'one staff group');
+    });
+
+    it('bad applications are 400 naming the field, and nothing is stored', async () => {
+        const op = await operator(stack);
+        const good = application({ orgName: 'Колледж Для Проверки Полей', shortName: 'КПП', adminPhone: newPhone() });
+        const cases = [
+            [{ ...good, org_name: '' }, 'org_name'],
+            [{ ...good, org_name: 'Я'.repeat(301) }, 'org_name'],
+            [{ ...good, admin: undefined }, 'admin'],
+            [{ ...good, admin: { ...good.admin, phone: '12345' } }, 'admin.phone'],
+            [{ ...good, admin: { ...good.admin, email: 'not-an-email' } }, 'admin.email'],
+            [{ ...good, admin: { ...good.admin, full_name: '' } }, 'admin.full_name'],
+            [{ ...good, order_number: '' }, 'order_number'],
+            [{ ...good, order_date: '25.08.2026' }, 'order_date'],
+            [{ ...good, inn: '12ab' }, 'inn'],
+            [{ ...good, extra: 1 }, 'extra'],
+        ];
+        for (const [body, field] of cases)
+            assertError(await stack.post('/v1/org-applications', body), 400, 'bad_request', field, `field ${field}`);
+        const all = expectStatus(await stack.get('/v1/org-applications?limit=200', { token: op.token }), 200);
+        assert.ok(!all.items.some((x) => x.org_name === good.org_name || x.org_name === 'Я'.repeat(301)), 'nothing stored');
+    });
+});
+
+describe('who may do what (deny by default)', { timeout: 900000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    let w;
+    before(async () => {
+        try {
+            w = await buildWorld(suiteStack());
+        } catch (err) {
+            w = { error: err };
+        }
+    });
+    beforeEach(() => {
+        stack = suiteStack();
+        if (w.error) throw new Error(`the organisations could not be built: ${w.error.stack}`);
+    });
+    const forbid = (res, what) => assertError(res, 403, 'forbidden', undefined, what);
+    const hidden = (res, what) => assertError(res, 404, undefined, undefined, what);
+
+    it('only operators handle applications: admin, administration, teacher, student, parent get 403', async () => {
+        const op = await operator(stack);
+        const app = expectStatus(await stack.post('/v1/org-applications',
+            application({ orgName: 'Заявка На Проверку Прав', shortName: 'ЗНП', adminPhone: newPhone() })), 201);
+        for (const [name, who] of [['admin', w.a.admin], ['administration', w.adm], ['teacher', w.t1], ['student', w.s1],
+            ['parent', w.p1], ['outsider', w.outsider]]) {
+            forbid(await stack.get('/v1/org-applications', { token: who.token }), `${name} lists applications`);
+            forbid(await stack.get('/v1/org-applications?status=pending', { token: who.token }), `${name} lists pending`);
+            forbid(await stack.post(`/v1/org-applications/${app.id}/approve`, undefined, { token: who.token }), `${name} approves`);
+            forbid(await stack.post(`/v1/org-applications/${app.id}/reject`, { reason: 'нет' }, { token: who.token }), `${name} rejects`);
+        }
+        assertError(await stack.get('/v1/org-applications'), 401, 'unauthorized', undefined, 'without a token');
+        assertError(await stack.post(`/v1/org-applications/${app.id}/approve`), 401, 'unauthorized', undefined, 'approve without a token');
+        const pending = expectStatus(await stack.get('/v1/org-applications?status=pending', { token: op.token }), 200);
+        const row = pending.items.find((x) => x.id === app.id);
+        assert.ok(row && row.status === 'pending' && row.org_id === null, `still pending, no org: ${JSON.stringify(row)}`);
+    });
+
+    it('only the org\'s admins change the card', async () => {
+        const before = await snapshot(stack, w.a);
+        for (const [name, who] of [['administration', w.adm], ['teacher', w.t1], ['curator', w.t2], ['student', w.s1], ['parent', w.p1]])
+            forbid(await stack.patch(`/v1/orgs/${w.a.id}`, { name: 'Захваченный техникум', website: 'https://evil.example' }, { token: who.token }),
+                `${name} edits the card`);
+        hidden(await stack.patch(`/v1/orgs/${w.a.id}`, { name: 'Захваченный техникум' }, { token: w.outsider.token }), 'an outsider edits the card');
+        assertError(await stack.patch(`/v1/orgs/${w.a.id}`, { name: 'Захваченный техникум' }), 401, 'unauthorized');
+        assert.deepEqual(await snapshot(stack, w.a), before);
+    });
+
+    it('only the org\'s admins create and change units', async () => {
+        const before = await snapshot(stack, w.a);
+        for (const [name, who] of [['administration', w.adm], ['teacher', w.t1], ['student', w.s1], ['parent', w.p1]]) {
+            forbid(await stack.post(`/v1/orgs/${w.a.id}/units`, { kind: 'group', name: 'ТМ-99', code: 'ТМ-99', year: 1 }, { token: who.token }),
+                `${name} creates a group`);
+            forbid(await stack.patch(`/v1/orgs/${w.a.id}/units/${w.g1.id}`, { name: 'Переименована' }, { token: who.token }), `${name} renames a group`);
+            forbid(await stack.patch(`/v1/orgs/${w.a.id}/units/${w.g1.id}`, { archived: true }, { token: who.token }), `${name} archives a group`);
+            forbid(await stack.patch(`/v1/orgs/${w.a.id}/units/${w.g1.id}`, { parent_id: w.d2.id }, { token: who.token }), `${name} moves a group`);
+        }
+        hidden(await stack.post(`/v1/orgs/${w.a.id}/units`, { kind: 'group', name: 'ТМ-99' }, { token: w.outsider.token }), 'outsider');
+        assert.deepEqual(await snapshot(stack, w.a), before);
+    });
+
+    it('only the org\'s admins set and remove curators', async () => {
+        const before = await snapshot(stack, w.a);
+        for (const [name, who] of [['administration', w.adm], ['the curator of ТМ-21', w.t1], ['the curator of ТМ-22', w.t2],
+            ['student', w.s1], ['parent', w.p1]]) {
+            forbid(await stack.put(`/v1/orgs/${w.a.id}/units/${w.g3.id}/curator`, { user_id: w.t1.user.id }, { token: who.token }),
+                `${name} sets a curator`);
+            forbid(await stack.put(`/v1/orgs/${w.a.id}/units/${w.g2.id}/curator`, { user_id: w.t1.user.id }, { token: who.token }),
+                `${name} replaces a curator`);
+            forbid(await stack.del(`/v1/orgs/${w.a.id}/units/${w.g1.id}/curator`, { token: who.token }), `${name} removes a curator`);
+        }
+        assert.deepEqual(await snapshot(stack, w.a), before);
+    });
+
+    it('only the org\'s admins grant and take roles and verify teachers', async () => {
+        const before = await snapshot(stack, w.a);
+        const t1Before = membershipIn(await me(stack, w.t1), w.a.id);
+        for (const [name, who] of [['administration', w.adm], ['teacher', w.t1], ['student', w.s1], ['parent', w.p1]]) {
+            forbid(await stack.post(`/v1/orgs/${w.a.id}/members/${who.user.id}/roles`, { role: 'admin' }, { token: who.token }),
+                `${name} makes themself admin`);
+            forbid(await stack.post(`/v1/orgs/${w.a.id}/members/${w.s2.user.id}/roles`, { role: 'teacher' }, { token: who.token }),
+                `${name} grants a role`);
+            forbid(await stack.del(`/v1/orgs/${w.a.id}/members/${w.t2.user.id}/roles/teacher`, { token: who.token }), `${name} takes a role`);
+            forbid(await stack.del(`/v1/orgs/${w.a.id}/members/${w.a.admin.user.id}/roles/admin`, { token: who.token }),
+                `${name} takes the admin role`);
+            forbid(await stack.post(`/v1/orgs/${w.a.id}/members/${w.t2.user.id}/verify`, { verified: false }, { token: who.token }),
+                `${name} un-verifies a teacher`);
+            forbid(await stack.post(`/v1/orgs/${w.a.id}/members/${w.t1.user.id}/verify`, { verified: false }, { token: who.token }),
+                `${name} un-verifies a teacher`);
+        }
+        hidden(await stack.post(`/v1/orgs/${w.a.id}/members/${w.outsider.user.id}/roles`, { role: 'admin' }, { token: w.outsider.token }),
+            'an outsider makes themself admin');
+        assert.deepEqual(await snapshot(stack, w.a), before);
+        assert.deepEqual(membershipIn(await me(stack, w.t1), w.a.id), t1Before);
+        assert.equal(membershipIn(await me(stack, w.outsider), w.a.id), undefined, 'the outsider is still outside');
+    });
+
+    it('guardians: only admins, and curators for the students of their own group', async () => {
+        const before = await snapshot(stack, w.a, [w.p1, w.p2]);
+        const link = (who, parent, student) => stack.post(`/v1/orgs/${w.a.id}/guardians`,
+            { parent_id: parent.user.id, student_id: student.user.id }, { token: who.token });
+        const unlink = (who, parent, student) => stack.del(`/v1/orgs/${w.a.id}/guardians/${parent.user.id}/${student.user.id}`,
+            { token: who.token });
+        for (const [name, who] of [['administration', w.adm], ['the curator of ТМ-22', w.t2], ['student', w.s1], ['parent', w.p1],
+            ['parent', w.p2]]) {
+            forbid(await link(who, w.p2, w.s1), `${name} links a parent to a student of ТМ-21`);
+            forbid(await unlink(who, w.p1, w.s1), `${name} unlinks a parent of a student of ТМ-21`);
+        }
+        // The curator of ТМ-21 and a student of ТМ-22.
+        forbid(await link(w.t1, w.p2, w.s3), 'the curator of ТМ-21 links a parent to a student of ТМ-22');
+        forbid(await unlink(w.t1, w.p1, w.s3), 'the curator of ТМ-21 unlinks for a student of ТМ-22');
+        hidden(await link(w.outsider, w.p2, w.s1), 'an outsider links');
+        assert.deepEqual(await snapshot(stack, w.a, [w.p1, w.p2]), before);
+
+        // Their own group's student: allowed, and undone.
+        expectStatus(await link(w.t1, w.p2, w.s2), 201, 'the curator of ТМ-21 links a parent to a student of ТМ-21');
+        assert.deepEqual(membershipIn(await me(stack, w.p2), w.a.id).students.map((s) => s.id), [w.s2.user.id]);
+        expectStatus(await unlink(w.t1, w.p2, w.s2), 204, 'and unlinks them');
+        assert.deepEqual(await snapshot(stack, w.a, [w.p1, w.p2]), before);
+    });
+
+    it('only the org\'s admins record movements', async () => {
+        const before = await snapshot(stack, w.a);
+        for (const [name, who] of [['administration', w.adm], ['the curator', w.t1], ['student', w.s1], ['parent', w.p1]]) {
+            forbid(await stack.post(`/v1/orgs/${w.a.id}/movements`, { kind: 'transfer', user_id: w.s1.user.id, unit_id: w.g2.id, order_number: '9-у' },
+                { token: who.token }), `${name} transfers`);
+            forbid(await stack.post(`/v1/orgs/${w.a.id}/movements`, { kind: 'expel', user_id: w.s2.user.id }, { token: who.token }), `${name} expels`);
+            forbid(await stack.post(`/v1/orgs/${w.a.id}/movements`, { kind: 'dismiss', user_id: w.t2.user.id }, { token: who.token }),
+                `${name} dismisses a teacher`);
+            forbid(await stack.post(`/v1/orgs/${w.a.id}/movements`, { kind: 'enroll', user_id: who.user.id, unit_id: w.g3.id }, { token: who.token }),
+                `${name} enrolls themself`);
+        }
+        assert.deepEqual(await snapshot(stack, w.a), before);
+    });
+
+    it('administration and teachers read members (phones only for admins); students and parents get 403', async () => {
+        const full = expectStatus(await stack.get(`/v1/orgs/${w.a.id}/members`, { token: w.a.admin.token }), 200);
+        const everyone = [w.a.admin, w.t1, w.t2, w.adm, w.s1, w.s2, w.s3, w.p1, w.p2];
+        assert.ok(everyone.every((u) => full.items.some((m) => m.user.id === u.user.id)), `every member listed: ${JSON.stringify(full)}`);
+        assert.ok(!full.items.some((m) => [w.outsider, w.b.admin, w.sb, w.tb].some((u) => u.user.id === m.user.id)),
+            'nobody from outside listed');
+        assert.ok(full.items.every((m) => typeof m.user.phone === 'string' && m.user.phone.startsWith('+7')), 'admins see phones');
+        for (const [name, who] of [['administration', w.adm], ['teacher', w.t1]]) {
+            const res = expectStatus(await stack.get(`/v1/orgs/${w.a.id}/members`, { token: who.token }), 200, name);
+            assert.deepEqual(ids(res.items), ids(full.items), `${name} sees the same members`);
+            for (const m of res.items) assert.ok(m.user.phone === null || m.user.phone === undefined, `${name} sees no phone: ${JSON.stringify(m)}`);
+            const texts = JSON.stringify(res);
+            assert.ok(!full.items.some((m) => texts.includes(m.user.phone)), `no phone anywhere in what ${name} reads`);
+            // And the members of a unit.
+            const g1 = expectStatus(await stack.get(`/v1/orgs/${w.a.id}/units/${w.g1.id}/members`, { token: who.token }), 200);
+            assert.deepEqual(ids(g1.items), [w.s1.user.id, w.s2.user.id].sort());
+            assert.ok(g1.items.every((m) => m.user.phone == null), `${name}: no phones in unit members`);
+        }
+        for (const [name, who] of [['student', w.s1], ['parent', w.p1]]) {
+            forbid(await stack.get(`/v1/orgs/${w.a.id}/members`, { token: who.token }), `${name} lists members`);
+            forbid(await stack.get(`/v1/orgs/${w.a.id}/members?unit_id=${w.g1.id}`, { token: who.token }), `${name} lists members of a group`);
+        }
+        hidden(await stack.get(`/v1/orgs/${w.a.id}/members`, { token: w.outsider.token }), 'an outsider lists members');
+        // Movements: admins and administration.
+        expectStatus(await stack.get(`/v1/orgs/${w.a.id}/movements`, { token: w.adm.token }), 200, 'administration reads movements');
+        for (const [name, who] of [['teacher', w.t1], ['student', w.s1], ['parent', w.p1]])
+            forbid(await stack.get(`/v1/orgs/${w.a.id}/movements`, { token: who.token }), `${name} reads movements`);
+    });
+
+    it('students and parents read the card and only the units they (their children) belong to', async () => {
+        const card = expectStatus(await stack.get(`/v1/orgs/${w.a.id}`, { token: w.a.admin.token }), 200);
+        for (const [name, who] of [['student', w.s1], ['parent', w.p1], ['parent without a child', w.p2], ['teacher', w.t1]])
+            assert.deepEqual(expectStatus(await stack.get(`/v1/orgs/${w.a.id}`, { token: who.token }), 200, name), card, `${name} reads the card`);
+        const unitsOf = async (who, q = '') => ids(expectStatus(await stack.get(`/v1/orgs/${w.a.id}/units${q}`, { token: who.token }), 200).items);
+        assert.deepEqual(await unitsOf(w.s1), [w.g1.id], 'a student of ТМ-21 sees ТМ-21 only');
+        assert.deepEqual(await unitsOf(w.s3), [w.g2.id], 'a student of ТМ-22 sees ТМ-22 only');
+        assert.deepEqual(await unitsOf(w.p1), [w.g1.id], 'the parent of a student of ТМ-21 sees ТМ-21 only');
+        assert.deepEqual(await unitsOf(w.p2), [], 'a parent without children sees no unit');
+        assert.deepEqual(await unitsOf(w.s1, '?kind=department'), [], 'not even the department above their group');
+        assert.deepEqual(await unitsOf(w.s1, `?parent_id=${w.d1.id}`), [w.g1.id]);
+        assert.equal((await unitsOf(w.t1)).length, 6, 'staff see the whole tree');
+        assert.equal((await unitsOf(w.adm)).length, 6, 'administration sees the whole tree');
+        // Members of their own group; not of another.
+        const own = expectStatus(await stack.get(`/v1/orgs/${w.a.id}/units/${w.g1.id}/members`, { token: w.s1.token }), 200);
+        assert.deepEqual(ids(own.items), [w.s1.user.id, w.s2.user.id].sort());
+        assert.ok(own.items.every((m) => m.user.phone == null), 'no phones for a student');
+        forbid(await stack.get(`/v1/orgs/${w.a.id}/units/${w.g2.id}/members`, { token: w.s1.token }), 'a student reads another group');
+        forbid(await stack.get(`/v1/orgs/${w.a.id}/units/${w.a.staffId}/members`, { token: w.s1.token }), 'a student reads the staff group');
+        forbid(await stack.get(`/v1/orgs/${w.a.id}/units/${w.g2.id}/members`, { token: w.p1.token }), 'a parent reads another group');
+        // Outsiders: nothing at all.
+        hidden(await stack.get(`/v1/orgs/${w.a.id}`, { token: w.outsider.token }), 'an outsider reads the card');
+        hidden(await stack.get(`/v1/orgs/${w.a.id}/units`, { token: w.outsider.token }), 'an outsider lists units');
+        hidden(await stack.get(`/v1/orgs/${w.a.id}/units/${w.g1.id}/members`, { token: w.outsider.token }), 'an outsider reads a group');
+        assertError(await stack.get(`/v1/orgs/${w.a.id}`), 401, 'unauthorized');
+    });
+
+    it('another org\'s admin gets 404 for every id of this org, whatever ids they send, and nothing changes', async () => {
+        const beforeA = await snapshot(stack, w.a, [w.p1]);
+        const beforeB = await snapshot(stack, w.b, [w.pb]);
+        const A = `/v1/orgs/${w.a.id}`;
+        const B = `/v1/orgs/${w.b.id}`;
+        for (const [name, who] of [['admin', w.b.admin], ['teacher', w.tb], ['student', w.sb]]) {
+            const o = { token: who.token };
+            const tries = [
+                ['GET card', () => stack.get(A, o)],
+                ['PATCH card', () => stack.patch(A, { name: 'Чужой' }, o)],
+                ['GET units', () => stack.get(`${A}/units`, o)],
+                ['POST unit', () => stack.post(`${A}/units`, { kind: 'group', name: 'Чужая' }, o)],
+                ['PATCH unit', () => stack.patch(`${A}/units/${w.g1.id}`, { name: 'Чужая' }, o)],
+                ['archive unit', () => stack.patch(`${A}/units/${w.g1.id}`, { archived: true }, o)],
+                ['GET unit members', () => stack.get(`${A}/units/${w.g1.id}/members`, o)],
+                ['PUT curator', () => stack.put(`${A}/units/${w.g3.id}/curator`, { user_id: w.t1.user.id }, o)],
+                ['DELETE curator', () => stack.del(`${A}/units/${w.g1.id}/curator`, o)],
+                ['GET members', () => stack.get(`${A}/members`, o)],
+                ['grant role', () => stack.post(`${A}/members/${who.user.id}/roles`, { role: 'admin' }, o)],
+                ['take role', () => stack.del(`${A}/members/${w.t1.user.id}/roles/teacher`, o)],
+                ['verify', () => stack.post(`${A}/members/${w.t1.user.id}/verify`, { verified: false }, o)],
+                ['link guardian', () => stack.post(`${A}/guardians`, { parent_id: w.p2.user.id, student_id: w.s2.user.id }, o)],
+                ['unlink guardian', () => stack.del(`${A}/guardians/${w.p1.user.id}/${w.s1.user.id}`, o)],
+                ['POST movement', () => stack.post(`${A}/movements`, { kind: 'expel', user_id: w.s1.user.id }, o)],
+                ['GET movements', () => stack.get(`${A}/movements`, o)],
+            ];
+            for (const [what, fn] of tries) hidden(await fn(), `${name} of the other org: ${what}`);
+        }
+        // Their own org's path with this org's ids.
+        const o = { token: w.b.admin.token };
+        const own = [
+            ['PATCH this org\'s unit', () => stack.patch(`${B}/units/${w.g1.id}`, { name: 'Чужая' }, o)],
+            ['archive this org\'s unit', () => stack.patch(`${B}/units/${w.g1.id}`, { archived: true }, o)],
+            ['members of this org\'s unit', () => stack.get(`${B}/units/${w.g1.id}/members`, o)],
+            ['members filtered by this org\'s unit', () => stack.get(`${B}/members?unit_id=${w.g1.id}`, o)],
+            ['curator of this org\'s group', () => stack.put(`${B}/units/${w.g1.id}/curator`, { user_id: w.tb.user.id }, o)],
+            ['remove the curator of this org\'s group', () => stack.del(`${B}/units/${w.g1.id}/curator`, o)],
+            ['a unit under this org\'s department', () => stack.post(`${B}/units`, { kind: 'group', name: 'Подкидыш', parent_id: w.d1.id }, o)],
+            ['move their unit under this org\'s department', () => stack.patch(`${B}/units/${w.gb.id}`, { parent_id: w.d1.id }, o)],
+            ['enroll their student into this org\'s group', () => stack.post(`${B}/movements`, { kind: 'transfer', user_id: w.sb.user.id, unit_id: w.g1.id }, o)],
+            ['expel this org\'s student', () => stack.post(`${B}/movements`, { kind: 'expel', user_id: w.s1.user.id }, o)],
+            ['dismiss this org\'s teacher', () => stack.post(`${B}/movements`, { kind: 'dismiss', user_id: w.t1.user.id }, o)],
+            ['unlink this org\'s guardian', () => stack.del(`${B}/guardians/${w.p1.user.id}/${w.s1.user.id}`, o)],
+            ['take this org\'s teacher\'s role', () => stack.del(`${B}/members/${w.t1.user.id}/roles/teacher`, o)],
+        ];
+        for (const [what, fn] of own) hidden(await fn(), `the other org's admin, own path: ${what}`);
+        // Reading their movements about this org's student finds nothing.
+        const mv = expectStatus(await stack.get(`${B}/movements?user_id=${w.s1.user.id}`, o), 200);
+        assert.deepEqual(mv.items, [], 'no movement of this org shows up in the other');
+        // A user id from this org as curator of their own group: not a teacher there.
+        assertError(await stack.put(`${B}/units/${w.gb.id}/curator`, { user_id: w.t1.user.id }, o), 400, 'not_a_teacher', 'user_id');
+        assert.deepEqual(await snapshot(stack, w.a, [w.p1]), beforeA, 'this org is unchanged');
+        assert.deepEqual(await snapshot(stack, w.b, [w.pb]), beforeB, 'the other org is unchanged');
+        assert.deepEqual((await me(stack, w.b.admin)).memberships.map((m) => m.org_id), [w.b.id], 'the other admin gained nothing here');
+    });
+
+    it('bad input: unknown unit kinds, a second staff group → 4xx, units unchanged', async () => {
+        const t = { token: w.a.admin.token };
+        const before = await snapshot(stack, w.a);
+        for (const kind of ['class', 'Group', 'ГРУППА', '', 'UNIT_KIND_GROUP', 'unspecified'])
+            assertError(await stack.post(`/v1/orgs/${w.a.id}/units`, { kind, name: 'Непонятное' }, t), 400, 'bad_request', 'kind', `kind ${kind}`);
+        for (const kind of [2, true, null, ['group']])
+            assertError(await stack.post(`/v1/orgs/${w.a.id}/units`, { kind, name: 'Непонятное' }, t), 400, 'bad_request', 'kind', `kind ${JSON.stringify(kind)}`);
+        assertError(await stack.post(`/v1/orgs/${w.a.id}/units`, { name: 'Без вида' }, t), 400, 'bad_request', 'kind', 'no kind');
+        assertError(await stack.post(`/v1/orgs/${w.a.id}/units`, { kind: 'staff', name: 'Второй педсостав' }, t), 409, 'staff_group_exists', 'kind');
+        assertError(await stack.post(`/v1/orgs/${w.a.id}/units`, { kind: 'department', name: 'Отделение', code: 'X-1' }, t), 400, 'bad_request', 'code');
+        assertError(await stack.post(`/v1/orgs/${w.a.id}/units`, { kind: 'group', name: 'ТМ-00', year: 13 }, t), 400, 'bad_request', 'year');
+        assertError(await stack.post(`/v1/orgs/${w.a.id}/units`, { kind: 'group', name: '' }, t), 400, 'bad_request', 'name');
+        assertError(await stack.post(`/v1/orgs/${w.a.id}/units`, { kind: 'group', name: 'ТМ-00', parent_id: NO_SUCH_ID }, t), 404, undefined, 'parent_id');
+        assertError(await stack.patch(`/v1/orgs/${w.a.id}/units/${w.a.staffId}`, { archived: true }, t), 409, undefined, 'archived',
+            'archiving the staff group');
+        assert.deepEqual(await snapshot(stack, w.a), before);
+    });
+
+    it('bad input: a unit cannot be its own ancestor (400 parent_id), the tree unchanged', async () => {
+        const t = { token: w.a.admin.token };
+        const before = await snapshot(stack, w.a);
+        const cycle = async (unit, parent, what) => assertError(
+            await stack.patch(`/v1/orgs/${w.a.id}/units/${unit.id}`, { parent_id: parent.id }, t), 400, 'bad_request', 'parent_id', what);
+        await cycle(w.d1, w.d1, 'a department inside itself');
+        await cycle(w.d1, w.g1, 'a department inside its own group');
+        await cycle(w.g1, w.g1, 'a group inside itself');
+        // A deeper chain: d3 under g3 under d2; d2 under d3 would close a loop.
+        const d3 = await newUnit(stack, w.a, { kind: 'other', name: 'Кружок', parent_id: w.g3.id });
+        await cycle(w.d2, d3, 'a department under its grandchild');
+        await cycle(w.d2, w.g3, 'a department under its child');
+        // Nothing changed but the new unit.
+        const after = await snapshot(stack, w.a);
+        const withoutD3 = { ...after, units: { ...after.units, items: after.units.items.filter((u) => u.id !== d3.id) } };
+        delete withoutD3.unitMembers[d3.id];
+        assert.deepEqual(withoutD3, before);
+        const parents = Object.fromEntries(after.units.items.map((u) => [u.id, u.parent_id]));
+        assert.equal(parents[w.d1.id], null);
+        assert.equal(parents[w.d2.id], null);
+        assert.equal(parents[w.g1.id], w.d1.id);
+        assert.equal(parents[d3.id], w.g3.id);
+        // Archive it so later tests see the tree as it was.
+        expectStatus(await stack.patch(`/v1/orgs/${w.a.id}/units/${d3.id}`, { archived: true }, t), 200);
+        const archived = expectStatus(await stack.get(`/v1/orgs/${w.a.id}/units`, t), 200);
+        assert.ok(!archived.items.some((u) => u.id === d3.id), 'an archived unit is not listed by default');
+    });
+
+    it('bad input: a curator who is not a teacher of the org is 400 not_a_teacher, the group unchanged', async () => {
+        const t = { token: w.a.admin.token };
+        const before = await snapshot(stack, w.a);
+        for (const [name, who] of [['a student', w.s1], ['a parent', w.p1], ['administration', w.adm], ['the admin', w.a.admin],
+            ['an outsider', w.outsider], ['a teacher of the other org', w.tb]])
+            assertError(await stack.put(`/v1/orgs/${w.a.id}/units/${w.g3.id}/curator`, { user_id: who.user.id }, t), 400, 'not_a_teacher', 'user_id', name);
+        assertError(await stack.put(`/v1/orgs/${w.a.id}/units/${w.g3.id}/curator`, { user_id: 'nobody' }, t), 400, 'bad_request', 'user_id');
+        assertError(await stack.put(`/v1/orgs/${w.a.id}/units/${w.g3.id}/curator`, {}, t), 400, 'bad_request', 'user_id');
+        assertError(await stack.put(`/v1/orgs/${w.a.id}/units/${w.d1.id}/curator`, { user_id: w.t1.user.id }, t), 400, 'bad_request', 'unit_id',
+            'a department has no curator');
+        assertError(await stack.put(`/v1/orgs/${w.a.id}/units/${NO_SUCH_ID}/curator`, { user_id: w.t1.user.id }, t), 404, undefined, 'unit_id');
+        assertError(await stack.del(`/v1/orgs/${w.a.id}/units/${w.g3.id}/curator`, t), 404, undefined, 'unit_id', 'ЭК-11 has no curator');
+        assert.deepEqual(await snapshot(stack, w.a), before);
+    });
+
+    it('bad input: guardian links across orgs or to the wrong roles are 400, nothing linked', async () => {
+        const before = await snapshot(stack, w.a, [w.p1, w.p2]);
+        const beforeB = await snapshot(stack, w.b, [w.pb]);
+        const link = (org, parent, student) => stack.post(`/v1/orgs/${org.id}/guardians`,
+            { parent_id: parent.user.id, student_id: student.user.id }, { token: org.admin.token });
+        assertError(await link(w.a, w.p2, w.sb), 400, undefined, 'student_id', 'this org\'s parent, the other org\'s student');
+        assertError(await link(w.a, w.pb, w.s1), 400, undefined, 'parent_id', 'the other org\'s parent, this org\'s student');
+        assertError(await link(w.b, w.pb, w.s1), 400, undefined, 'student_id', 'the other admin links their parent to this org\'s student');
+        assertError(await link(w.a, w.s2, w.s1), 400, 'not_a_parent', 'parent_id', 'a student as parent');
+        assertError(await link(w.a, w.p2, w.p1), 400, 'not_a_student', 'student_id', 'a parent as student');
+        assertError(await stack.post(`/v1/orgs/${w.a.id}/guardians`, { parent_id: w.p2.user.id }, { token: w.a.admin.token }), 400, 'bad_request', 'student_id');
+        assert.deepEqual(await snapshot(stack, w.a, [w.p1, w.p2]), before);
+        assert.deepEqual(await snapshot(stack, w.b, [w.pb]), beforeB);
+    });
+
+    it('bad input: movements of a user not in the org, into a non-group, a transfer without a group → 4xx, nothing recorded', async () => {
+        const t = { token: w.a.admin.token };
+        const sx = await member(stack, w.a, 'student', 'Студент Без Группы');
+        const before = await snapshot(stack, w.a);
+        const mv = (body) => stack.post(`/v1/orgs/${w.a.id}/movements`, body, t);
+        assertError(await mv({ kind: 'enroll', user_id: w.outsider.user.id, unit_id: w.g3.id }), 404, 'not_a_member', 'user_id', 'an outsider');
+        assertError(await mv({ kind: 'enroll', user_id: w.sb.user.id, unit_id: w.g3.id }), 404, 'not_a_member', 'user_id', 'the other org\'s student');
+        assertError(await mv({ kind: 'expel', user_id: NO_SUCH_ID }), 404, undefined, 'user_id', 'nobody');
+        assertError(await mv({ kind: 'enroll', user_id: sx.user.id, unit_id: w.d1.id }), 400, 'bad_request', 'unit_id', 'enroll into a department');
+        assertError(await mv({ kind: 'enroll', user_id: sx.user.id, unit_id: w.a.staffId }), 400, 'bad_request', 'unit_id', 'enroll into the staff group');
+        assertError(await mv({ kind: 'enroll', user_id: sx.user.id }), 400, 'bad_request', 'unit_id', 'enroll into nothing');
+        assertError(await mv({ kind: 'enroll', user_id: sx.user.id, unit_id: w.gb.id }), 404, undefined, 'unit_id', 'enroll into the other org\'s group');
+        assertError(await mv({ kind: 'transfer', user_id: sx.user.id, unit_id: w.g1.id }), 409, 'not_in_group', 'user_id', 'transfer of a student in no group');
+        assertError(await mv({ kind: 'transfer', user_id: w.t1.user.id, unit_id: w.g1.id }), 409, 'not_in_group', 'user_id', 'transfer of a teacher');
+        assertError(await mv({ kind: 'transfer', user_id: w.s1.user.id, unit_id: w.g1.id }), 409, undefined, 'unit_id', 'transfer into the same group');
+        assertError(await mv({ kind: 'enroll', user_id: w.s1.user.id, unit_id: w.g2.id }), 409, 'already_in_group', 'user_id', 'enroll of a student in a group');
+        assertError(await mv({ kind: 'expel', user_id: w.t1.user.id }), 409, 'not_a_student', 'user_id', 'expel a teacher');
+        assertError(await mv({ kind: 'dismiss', user_id: w.s1.user.id }), 409, 'not_a_teacher', 'user_id', 'dismiss a student');
+        assertError(await mv({ kind: 'fly', user_id: w.s1.user.id }), 400, 'bad_request', 'kind');
+        assertError(await mv({ kind: 'enroll', user_id: sx.user.id, unit_id: w.g3.id, effective_date: '01.09.2026' }), 400, 'bad_request', 'effective_date');
+        assert.deepEqual(await snapshot(stack, w.a), before);
+    });
+
+    it('bad input: the last admin cannot be removed (409 last_admin); with a second admin the first can go', async () => {
+        const before = await snapshot(stack, w.a);
+        assertError(await stack.del(`/v1/orgs/${w.a.id}/members/${w.a.admin.user.id}/roles/admin`, { token: w.a.admin.token }),
+            409, 'last_admin', 'role');
+        assert.deepEqual(membershipIn(await me(stack, w.a.admin), w.a.id).roles, ['admin'], 'still admin');
+        assert.deepEqual(await snapshot(stack, w.a), before);
+
+        // A separate org, to change its admins.
+        const c = await newOrg(stack, { orgName: 'Колледж Смены Администратора', shortName: 'КСА' });
+        const second = await member(stack, c, 'admin', 'Новый Администратор');
+        const gone = await stack.del(`/v1/orgs/${c.id}/members/${c.admin.user.id}/roles/admin`, { token: second.token });
+        assert.equal(gone.status, 204, gone.text);
+        assert.equal(membershipIn(await me(stack, c.admin), c.id), undefined, 'the first admin left');
+        assertError(await stack.get(`/v1/orgs/${c.id}`, { token: c.admin.token }), 404, undefined, undefined, 'and sees nothing of it any more');
+        assertError(await stack.del(`/v1/orgs/${c.id}/members/${second.user.id}/roles/admin`, { token: second.token }), 409, 'last_admin', 'role');
+        assert.deepEqual(membershipIn(await me(stack, second), c.id).roles, ['admin']);
+    });
+});
+
+describe('applications from one address (the default limit: 5 an hour)', { timeout: 180000 }, () => {
+    const suiteStack = stackForSuite();
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('the sixth application within the hour is 429 with Retry-After, and is not stored', async () => {
+        const names = [];
+        for (let i = 1; i <= 5; i++) {
+            const name = `Колледж номер ${i} из одного адреса`;
+            names.push(name);
+            const res = await stack.post('/v1/org-applications', application({ orgName: name, shortName: `К${i}`, adminPhone: newPhone() }));
+            assert.equal(res.status, 201, `application #${i}: ${res.text}`);
+        }
+        const sixth = await stack.post('/v1/org-applications', application({ orgName: 'Шестой колледж', shortName: 'К6', adminPhone: newPhone() }));
+        assertError(sixth, 429, 'rate_limited', null, 'the sixth application');
+        const retry = Number(sixth.headers.get('retry-after'));
+        assert.ok(Number.isInteger(retry) && retry >= 1 && retry <= 3600, `Retry-After: ${sixth.headers.get('retry-after')}`);
+        const op = await operator(stack);
+        const list = expectStatus(await stack.get('/v1/org-applications?limit=200', { token: op.token }), 200);
+        assert.deepEqual(list.items.map((a) => a.org_name).sort(), names.sort(), 'the five, not the sixth');
+    });
+});
