@@ -1,8 +1,9 @@
 /*  gw_http: HTTP requests through the gateway. Each request walks a short
-    pipeline: the per-IP limit, decoding (JSON body, path and query
-    parameters into the bus method's request message by one generic codec),
-    the route's own limits, the caller (bearer token), the bus call, and the
-    reply turned back into JSON with the API's status and error body. Steps
+    pipeline: the per-IP limit, the route and the caller (bearer token),
+    decoding (JSON body, query and path parameters into the bus method's
+    request message by one generic codec), the route's own limits (per
+    field, then per user), the bus call, and the reply turned back into
+    JSON with the API's status and error body. Steps
     that wait (Redis, the bus) resume the pipeline from their callbacks;
     callbacks carry the request's id, so a client that went away meanwhile
     is simply not found. */
@@ -697,7 +698,7 @@ s_advance (gw_req_t *req)
     while (!req->responded && !req->waiting) {
         switch (req->stage) {
         case STAGE_IP_LIMIT: {
-            req->stage = STAGE_DECODE;
+            req->stage = STAGE_AUTH;
             int64_t retry = 0;
             req->waiting = 1;
             int rc = gw_limit_check (req->gw, "ip", req->ip, req->id, s_limit_done, &retry);
@@ -708,7 +709,9 @@ s_advance (gw_req_t *req)
             }
             break;
         }
-        case STAGE_DECODE:
+        case STAGE_AUTH:
+            /*  Who is calling comes before what they sent: an anonymous
+                caller of a protected endpoint learns nothing about it. */
             if (req->match == 404) {
                 gw_reply_error (req, 404, "not_found", "no such endpoint", NULL);
                 break;
@@ -719,19 +722,7 @@ s_advance (gw_req_t *req)
                                 "this endpoint does not take that method", NULL);
                 break;
             }
-            if (!req->route->local && s_decode (req))
-                break;
-            req->limits_at = req->route->limits;
-            req->stage = STAGE_LIMITS;
-            break;
-        case STAGE_LIMITS:
-            if (!s_route_limits (req, 0))
-                break;
-            req->stage = STAGE_AUTH;
-            break;
-        case STAGE_AUTH:
-            req->stage = STAGE_USER_LIMITS;
-            req->limits_at = req->route->limits;
+            req->stage = STAGE_DECODE;
             if (req->route->flags & GW_PUBLIC) {
                 /*  Anonymous, but services still learn where it came from
                     (sessions keep it; guessing protection counts by it). */
@@ -748,6 +739,18 @@ s_advance (gw_req_t *req)
             req->waiting = 1;
             gw_auth_resolve (req->gw, req->token, req->ip, req->user_agent, req->trace, req->id,
                              s_auth_done);
+            break;
+        case STAGE_DECODE:
+            if (!req->route->local && s_decode (req))
+                break;
+            req->limits_at = req->route->limits;
+            req->stage = STAGE_LIMITS;
+            break;
+        case STAGE_LIMITS:
+            if (!s_route_limits (req, 0))
+                break;
+            req->limits_at = req->route->limits;
+            req->stage = STAGE_USER_LIMITS;
             break;
         case STAGE_USER_LIMITS:
             if (!s_route_limits (req, 1))

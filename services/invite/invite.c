@@ -232,6 +232,25 @@ s_create (bus_call_t *call, const void *request, void **reply)
         if (!(mask & ROLE_BIT (BUS__ROLE__ROLE_STUDENT)))
             return bus_call_fail (call, ST_BAD_REQUEST, "student_id",
                                   "student_id must be a student of this organisation");
+        /*  A curator names students of their own group only (as when they
+            link a guardian directly). */
+        if (!bus_caller_has_role (bus_call_caller (call), req->org_id, BUS__ROLE__ROLE_ADMIN)) {
+            Org__SummaryRequest sreq = ORG__SUMMARY_REQUEST__INIT;
+            char *orgs[1] = {(char *) req->org_id};
+            sreq.user_id = req->student_id;
+            sreq.org_ids = orgs;
+            sreq.n_org_ids = 1;
+            Org__SummaryReply *summary = NULL;
+            if ((st = s_call (call, "org", "org.summary", &sreq.base, &org__summary_reply__descriptor,
+                              (void **) &summary)))
+                return st;
+            int in_group = 0;
+            for (size_t i = 0; summary->n_items && i < summary->items[0]->n_units; i++)
+                in_group |= unit && strcmp (summary->items[0]->units[i]->id, unit->id) == 0;
+            if (!in_group)
+                return bus_call_fail (call, ST_FORBIDDEN, "student_id",
+                                      "a curator names students of their own group");
+        }
         snprintf (inv.student_id, sizeof inv.student_id, "%s", req->student_id);
     }
     uint32_t hours = req->_expires_in_hours_case ? req->expires_in_hours : 168;
