@@ -76,7 +76,7 @@ s_full_name (bus_call_t *call, const char *in, char *out, size_t outlen)
 }
 
 static status_t
-s_password_hash (bus_call_t *call, const char *password, char hash[crypto_pwhash_STRBYTES])
+s_password_valid (bus_call_t *call, const char *password)
 {
     size_t len = strlen (password);
     if (!text_utf8_valid (password, len))
@@ -86,6 +86,15 @@ s_password_hash (bus_call_t *call, const char *password, char hash[crypto_pwhash
                               "password must have at least 8 characters");
     if (len > PASSWORD_MAX)
         return bus_call_fail (call, ST_BAD_REQUEST, "password", "password is too long");
+    return ST_OK;
+}
+
+static status_t
+s_password_hash (bus_call_t *call, const char *password, char hash[crypto_pwhash_STRBYTES])
+{
+    size_t len = strlen (password);
+    if (s_password_valid (call, password) != ST_OK)
+        return ST_BAD_REQUEST;
     if (crypto_pwhash_str (hash, password, len, PW_OPSLIMIT, PW_MEMLIMIT) != 0)
         return bus_call_fail (call, ST_UNAVAILABLE, NULL, "out of memory hashing the password");
     return ST_OK;
@@ -319,13 +328,8 @@ s_sign_up (bus_call_t *call, const void *request, void **reply)
     if (!req->code || !*req->code)
         return bus_call_fail (call, ST_BAD_REQUEST, "code", "code is required");
     const char *password = req->password ? req->password : "";
-    if (*password) {
-        size_t len = strlen (password);
-        if (!text_utf8_valid (password, len) || text_utf8_length (password) < PASSWORD_MIN
-            || len > PASSWORD_MAX)
-            return bus_call_fail (call, ST_BAD_REQUEST, "password",
-                                  "password must have 8 to 256 characters");
-    }
+    if (*password && s_password_valid (call, password) != ST_OK)
+        return ST_BAD_REQUEST;
     status_t st = s_in_txn (call, s_sign_up_check, request, reply, &user);
     if (st != ST_OK)
         return st;
@@ -546,6 +550,9 @@ s_me_update (bus_call_t *call, const void *request, void **reply)
         new_name = name;
     }
     if (req->_password_case == IDENTITY__ME_UPDATE_REQUEST___PASSWORD_PASSWORD) {
+        /*  A password that would be refused spends no code. */
+        if (s_password_valid (call, req->password ? req->password : "") != ST_OK)
+            return ST_BAD_REQUEST;
         /*  Proof beyond the session: the current password, or a fresh code
             when there is none. */
         if (user.password_hash[0]) {

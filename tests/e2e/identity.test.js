@@ -282,20 +282,39 @@ describe('sign-in and the account', { timeout: 300000 }, () => {
 
         assertError(await stack.post('/v1/auth/login', { phone: u.phone, password: 'a good password' }), 401, undefined,
             undefined, 'no password yet');
-        const pw = await stack.patch('/v1/me', { password: 'a good password' }, { token: u.token });
+        // The first password needs a fresh code: a stolen session alone cannot set one.
+        assertError(await stack.patch('/v1/me', { password: 'a good password' }, { token: u.token }), 400, 'bad_request', 'code');
+        const code = await requestCode(stack, u.phone);
+        assertError(await stack.patch('/v1/me', { password: 'a good password', code: otherCode(code) }, { token: u.token }),
+            403, undefined, 'code', 'a wrong code');
+        // A refused password spends no code.
+        assertError(await stack.patch('/v1/me', { password: 'short', code }, { token: u.token }), 400, 'bad_request', 'password');
+        const pw = await stack.patch('/v1/me', { password: 'a good password', code }, { token: u.token });
         assert.equal(pw.status, 200, pw.text);
         assert.ok(!('password' in pw.json.user) && !pw.text.includes('a good password'), `the password is not echoed: ${pw.text}`);
         assertAuthReply(await stack.post('/v1/auth/login', { phone: u.phone, password: 'a good password' }), 200, u.phone);
 
-        assertError(await stack.patch('/v1/me', { password: 'short' }, { token: u.token }), 400, 'bad_request', 'password');
-        // The refused password changed nothing.
+        // Changing it needs the current one.
+        assertError(await stack.patch('/v1/me', { password: 'another good one' }, { token: u.token }), 400, 'bad_request',
+            'current_password');
+        assertError(await stack.patch('/v1/me', { password: 'another good one', current_password: 'not the one' },
+            { token: u.token }), 403, undefined, 'current_password');
+        assertError(await stack.patch('/v1/me', { password: 'short', current_password: 'a good password' }, { token: u.token }),
+            400, 'bad_request', 'password');
+        // The refused passwords changed nothing.
         assertAuthReply(await stack.post('/v1/auth/login', { phone: u.phone, password: 'a good password' }), 200, u.phone);
         assertError(await stack.post('/v1/auth/login', { phone: u.phone, password: 'short' }), 401, undefined);
+        assertError(await stack.post('/v1/auth/login', { phone: u.phone, password: 'another good one' }), 401, undefined);
 
-        const pw2 = await stack.patch('/v1/me', { password: 'another good one' }, { token: u.token });
+        const elsewhere = await stack.post('/v1/auth/login', { phone: u.phone, password: 'a good password' });
+        assert.equal(elsewhere.status, 200, elsewhere.text);
+        const pw2 = await stack.patch('/v1/me', { password: 'another good one', current_password: 'a good password' },
+            { token: u.token });
         assert.equal(pw2.status, 200, pw2.text);
         assertError(await stack.post('/v1/auth/login', { phone: u.phone, password: 'a good password' }), 401, undefined);
         assertAuthReply(await stack.post('/v1/auth/login', { phone: u.phone, password: 'another good one' }), 200, u.phone);
+        // A new password ends every other session; the one that changed it stays.
+        assertError(await stack.get('/v1/me', { token: elsewhere.json.token }), 401, 'unauthorized', null, 'other session ended');
         assert.equal((await stack.get('/v1/me', { token: u.token })).json.user.full_name, long, 'the name is kept');
     });
 
