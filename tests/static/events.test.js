@@ -229,13 +229,16 @@ const written = once(() => {
     const events = [];
     const problems = [];
     // Emitters: the two functions, then helpers that pass a parameter on as
-    // the type (static ones are looked up in their own file only).
-    const emitters = new Map(Object.entries(EMITTERS).map(([name, idx]) => [name, { ...idx, file: null }]));
+    // the type (static ones are looked up in their own file only, and are
+    // keyed by file too: two files may each have a static helper of the
+    // same name).
+    const emitters = new Map(Object.entries(EMITTERS).map(([name, idx]) => [name, { ...idx, name, file: null }]));
     const done = new Set();
     let changed = true;
     while (changed) {
         changed = false;
-        for (const [name, em] of [...emitters]) {
+        for (const [, em] of [...emitters]) {
+            const name = em.name;
             for (const f of files) {
                 if (em.file && em.file !== f.file) continue;
                 const key = `${name}|${f.file}`;
@@ -278,8 +281,10 @@ const written = once(() => {
                         for (const type of literals) events.push({ type, payload, at });
                     } else if (/^\w+$/.test(typeArg) && fn.params.includes(typeArg)) {
                         const helper = fn.name;
-                        if (!emitters.has(helper)) {
-                            emitters.set(helper, {
+                        const key = fn.isStatic ? `${helper}|${f.file}` : helper;
+                        if (!emitters.has(key)) {
+                            emitters.set(key, {
+                                name: helper,
                                 type: fn.params.indexOf(typeArg),
                                 payload: payloadParam >= 0 ? payloadParam : payload,
                                 file: fn.isStatic ? f.file : null,
