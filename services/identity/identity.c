@@ -531,27 +531,80 @@ s_end_sessions (bus_call_t *call, const char *user_id, const char *keep, const c
     return ST_OK;
 }
 
+/*  What PATCH /v1/me settled before its transaction: the new name and the
+    new password's hash, both checked, and the hash the proof was made
+    against. */
+typedef struct {
+    const char *name;
+    const char *hash;
+    char old_hash[crypto_pwhash_STRBYTES];
+} me_change_t;
+
+/*  The change itself. A wrong code must still count as an attempt, so it
+    fails as unauthorized, which s_in_txn commits. */
+static status_t
+s_me_update_txn (bus_call_t *call, const void *request, void **reply, void *extra)
+{
+    const Identity__MeUpdateRequest *req = request;
+    const Bus__Caller *caller = bus_call_caller (call);
+    me_change_t *change = extra;
+    db_t *db = bus_call_db (call);
+    id_user_t user;
+    if (idstore_user_by_id (db, caller->user_id, &user) != 1)
+        return bus_call_fail (call, ST_NOT_FOUND, NULL, "no such user");
+    if (change->hash) {
+        if (strcmp (user.password_hash, change->old_hash) != 0)
+            return bus_call_fail (call, ST_CONFLICT, "password",
+                                  "the password changed meanwhile: try again");
+        if (!user.password_hash[0]) {
+            status_t st = s_code_check (call, user.phone, req->code);
+            if (st != ST_OK)
+                return st;
+        }
+    }
+    if ((change->name || change->hash)
+        && idstore_user_update (db, caller->user_id, change->name, change->hash, bus_call_now (call)))
+        return s_db_error (call);
+    if (change->hash
+        && s_end_sessions (call, caller->user_id, caller->session_id, "password_changed", NULL))
+        return s_db_error (call);
+    if (change->name) {
+        Identity__UserUpdated ev = IDENTITY__USER_UPDATED__INIT;
+        ev.user_id = caller->user_id;
+        ev.full_name = (char *) change->name;
+        if (bus_call_event (call, "identity.user.updated", "", &ev.base))
+            return s_db_error (call);
+    }
+    if (idstore_user_by_id (db, caller->user_id, &user) != 1)
+        return bus_call_fail (call, ST_NOT_FOUND, NULL, "no such user");
+    Identity__MeUpdateReply *out = arena_msg (bus_call_arena (call), &identity__me_update_reply__descriptor);
+    out->user = s_user_msg (bus_call_arena (call), &user);
+    *reply = out;
+    return ST_OK;
+}
+
+/*  Runs without the worker's transaction (BUS_NOTXN): the password checks
+    and hashing take tens of milliseconds and hold no lock. */
 static status_t
 s_me_update (bus_call_t *call, const void *request, void **reply)
 {
     const Identity__MeUpdateRequest *req = request;
     const Bus__Caller *caller = bus_call_caller (call);
-    db_t *db = bus_call_db (call);
     id_user_t user;
-    if (idstore_user_by_id (db, caller->user_id, &user) != 1)
+    if (idstore_user_by_id (bus_call_db (call), caller->user_id, &user) != 1)
         return bus_call_fail (call, ST_UNAUTHORIZED, NULL, "no such user");
     char name[840];
-    const char *new_name = NULL;
     char hash[crypto_pwhash_STRBYTES];
-    const char *new_hash = NULL;
+    me_change_t change = {0};
     if (req->_full_name_case == IDENTITY__ME_UPDATE_REQUEST___FULL_NAME_FULL_NAME) {
         if (s_full_name (call, req->full_name, name, sizeof name) != ST_OK)
             return ST_BAD_REQUEST;
-        new_name = name;
+        change.name = name;
     }
     if (req->_password_case == IDENTITY__ME_UPDATE_REQUEST___PASSWORD_PASSWORD) {
+        const char *password = req->password ? req->password : "";
         /*  A password that would be refused spends no code. */
-        if (s_password_valid (call, req->password ? req->password : "") != ST_OK)
+        if (s_password_valid (call, password) != ST_OK)
             return ST_BAD_REQUEST;
         /*  Proof beyond the session: the current password, or a fresh code
             when there is none. */
@@ -566,35 +619,20 @@ s_me_update (bus_call_t *call, const void *request, void **reply)
                 return bus_call_fail (call, ST_FORBIDDEN, "current_password", "wrong current password");
             }
         }
-        else {
-            status_t st = s_code_check (call, user.phone, req->code);
-            if (st != ST_OK)
-                return st == ST_UNAUTHORIZED ? bus_call_fail (call, ST_FORBIDDEN, "code",
-                                                              "the code is wrong or expired")
-                                             : st;
-        }
-        if (s_password_hash (call, req->password ? req->password : "", hash) != ST_OK)
+        else if (!req->code || !*req->code)
+            return bus_call_fail (call, ST_BAD_REQUEST, "code",
+                                  "a code sent to your phone is required to set a first password");
+        if (s_password_hash (call, password, hash) != ST_OK)
             return ST_BAD_REQUEST;
-        new_hash = hash;
+        memcpy (change.old_hash, user.password_hash, sizeof change.old_hash);
+        change.hash = hash;
     }
-    if ((new_name || new_hash)
-        && idstore_user_update (db, caller->user_id, new_name, new_hash, bus_call_now (call)))
-        return s_db_error (call);
-    if (new_hash && s_end_sessions (call, caller->user_id, caller->session_id, "password_changed", NULL))
-        return s_db_error (call);
-    if (new_name) {
-        Identity__UserUpdated ev = IDENTITY__USER_UPDATED__INIT;
-        ev.user_id = caller->user_id;
-        ev.full_name = name;
-        if (bus_call_event (call, "identity.user.updated", "", &ev.base))
-            return s_db_error (call);
-    }
-    if (idstore_user_by_id (db, caller->user_id, &user) != 1)
-        return bus_call_fail (call, ST_UNAUTHORIZED, NULL, "no such user");
-    Identity__MeUpdateReply *out = arena_msg (bus_call_arena (call), &identity__me_update_reply__descriptor);
-    out->user = s_user_msg (bus_call_arena (call), &user);
-    *reply = out;
-    return ST_OK;
+    status_t st = s_in_txn (call, s_me_update_txn, request, reply, &change);
+    sodium_memzero (hash, sizeof hash);
+    if (st == ST_UNAUTHORIZED)
+        /*  The session is fine; the code was not. */
+        return bus_call_fail (call, ST_FORBIDDEN, "code", "the code is wrong or expired");
+    return st;
 }
 
 static status_t
@@ -905,7 +943,7 @@ static bus_method_t s_methods[] = {
     {"identity.logout", s_logout, BUS_AUTH | BUS_WRITE},
     {"identity.authenticate", s_authenticate, 0},
     {"identity.me", s_me, BUS_AUTH},
-    {"identity.me_update", s_me_update, BUS_AUTH | BUS_WRITE},
+    {"identity.me_update", s_me_update, BUS_AUTH | BUS_WRITE | BUS_NOTXN},
     {"identity.sessions", s_sessions, BUS_AUTH},
     {"identity.session_revoke", s_session_revoke, BUS_AUTH | BUS_WRITE},
     {"identity.security_report", s_security_report, BUS_AUTH | BUS_WRITE},

@@ -284,9 +284,17 @@ describe('sign-in and the account', { timeout: 300000 }, () => {
             undefined, 'no password yet');
         // The first password needs a fresh code: a stolen session alone cannot set one.
         assertError(await stack.patch('/v1/me', { password: 'a good password' }, { token: u.token }), 400, 'bad_request', 'code');
-        const code = await requestCode(stack, u.phone);
+        let code = await requestCode(stack, u.phone);
         assertError(await stack.patch('/v1/me', { password: 'a good password', code: otherCode(code) }, { token: u.token }),
             403, undefined, 'code', 'a wrong code');
+        // Wrong codes here count toward the code's five tries like anywhere else.
+        for (let i = 2; i <= 5; i++) {
+            assertError(await stack.patch('/v1/me', { password: 'a good password', code: otherCode(code, i) },
+                { token: u.token }), 403, undefined, 'code', `wrong code #${i}`);
+        }
+        assertError(await stack.patch('/v1/me', { password: 'a good password', code }, { token: u.token }),
+            403, undefined, 'code', 'the right code after five wrong ones');
+        code = await requestCode(stack, u.phone);
         // A refused password spends no code.
         assertError(await stack.patch('/v1/me', { password: 'short', code }, { token: u.token }), 400, 'bad_request', 'password');
         const pw = await stack.patch('/v1/me', { password: 'a good password', code }, { token: u.token });
