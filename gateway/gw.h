@@ -92,6 +92,9 @@ const char *gw_req_accept (gw_req_t *req);
 /*  The caller's user and session ids ("" for public calls). */
 const char *gw_req_user (gw_req_t *req);
 const char *gw_req_session (gw_req_t *req);
+/*  The whole caller (user, session, org roles, address), for local routes
+    that call services themselves; NULL before the caller is known. */
+const Bus__Caller *gw_req_caller (gw_req_t *req);
 /*  A path parameter by name, or NULL. */
 const char *gw_req_param (gw_req_t *req, const char *name);
 

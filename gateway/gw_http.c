@@ -115,6 +115,12 @@ gw_req_session (gw_req_t *req)
     return req->caller && req->caller->session_id ? req->caller->session_id : "";
 }
 
+const Bus__Caller *
+gw_req_caller (gw_req_t *req)
+{
+    return req->caller;
+}
+
 const char *
 gw_req_param (gw_req_t *req, const char *name)
 {

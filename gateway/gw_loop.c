@@ -7,6 +7,7 @@
 #include "gw.h"
 #include "gw_auth.h"
 #include "gw_metrics.h"
+#include "gw_ws.h"
 #include "log.h"
 
 #include <unistd.h>
@@ -163,6 +164,7 @@ s_sub_drain (gw_t *gw)
             Ev__Event *event = ev__event__unpack (NULL, zframe_size (body), zframe_data (body));
             if (event) {
                 gw_auth_on_event (gw, event);
+                gw_ws_on_event (gw, event);     /* pushes to WebSocket clients */
                 ev__event__free_unpacked (event, NULL);
             }
         }

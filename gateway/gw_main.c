@@ -9,6 +9,7 @@
 #include "gw_ops.h"
 #include "gw_redis.h"
 #include "gw_routes.h"
+#include "gw_ws.h"
 #include "log.h"
 
 #include <string.h>
@@ -22,6 +23,11 @@ static const config_opt_t s_options[] = {
     {"services", "identity,org,invite,chat,meet,audit", "services /readyz expects workers of"},
     {"call_timeout_ms", "5000", "deadline of a bus call made for an HTTP request"},
     {"list_routes", NULL, "print the route table as JSON and exit (any value)"},
+    /* WebSockets (gw_ws.c) */
+    {"ws_ping_s", "30", "seconds a WebSocket may be idle before it is pinged (closed if no pong in as many again)"},
+    {"ws_queue_frames", "256", "frames waiting to be written to one WebSocket before it owes a resync"},
+    {"ws_queue_bytes", "1048576", "bytes waiting to be written to one WebSocket before it owes a resync"},
+    {"ws_revalidate_s", "300", "how often a WebSocket's token is checked again (0: never)"},
     {NULL, NULL, NULL},
 };
 
@@ -38,11 +44,26 @@ s_lws_log (int level, const char *line)
     log_msg (level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, NULL, "lws: %s", text);
 }
 
+/*  "http" first: plain requests always go to protocols[0]. gw_ws_http_callback
+    is gw_http_callback guarding against stray WebSocket upgrades. */
 static struct lws_protocols s_protocols[] = {
-    {"http", gw_http_callback, sizeof (void *), 0, 0, NULL, 0},
+    {"http", gw_ws_http_callback, sizeof (void *), 0, 0, NULL, 0},
     {"parta-fd", gw_loop_callback, 0, 0, 0, NULL, 0},
+    {GW_WS_PROTOCOL, gw_ws_callback, sizeof (void *), 16384, 0, NULL, 65536},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
+
+/*  WebSocket upgrades that name no subprotocol get parta-ws (lws 4.1 picks
+    the upgrade's protocol from Sec-WebSocket-Protocol or this default, never
+    from a mount). Plain HTTP is unaffected: with no mount, lws hands every
+    request to protocols[0]. */
+static const struct lws_protocol_vhost_options s_ws_default = {NULL, NULL, "default", "1"};
+static const struct lws_protocol_vhost_options s_vhost_options = {NULL, &s_ws_default,
+                                                                  GW_WS_PROTOCOL, ""};
+
+/*  lws pings a WebSocket idle this long and hangs up when no pong comes
+    back (the ws role only: HTTP connections are not pinged). */
+static lws_retry_bo_t s_ws_keepalive;
 
 static int
 s_split_http (const char *http, char *host, size_t host_len, int *port)
@@ -68,11 +89,13 @@ s_destroy (gw_t *gw)
 {
     gw->stopping = 1;
     gw_ops_stop (gw);
+    gw_ws_stop (gw);
     if (gw->lws)
         gw_loop_stop (gw);
     gw_redis_destroy (&gw->redis);
     if (gw->lws)
         lws_context_destroy (gw->lws);
+    gw_ws_destroy (gw);     /* after lws closed the sockets */
     /*  Requests still alive were freed with their connections. */
     u64map_destroy (&gw->reqs);
     bus_client_destroy (&gw->bus);
@@ -143,6 +166,21 @@ main (int argc, char **argv)
     if (!gw->reqs || !gw->fallback || !gw->auth || !gw->metrics || !gw->bus || !gw->sub)
         goto fail;
     zsock_set_subscribe (gw->sub, "identity.");
+    zsock_set_subscribe (gw->sub, "chat.");     /* for WebSocket clients (gw_ws.c) */
+    gw_ws_opts_t ws_opts = {0};
+    int ws_ok[4];
+    ws_opts.ping_s = (int) config_int (cfg, "ws_ping_s", 30, 1, 3600, &ws_ok[0]);
+    ws_opts.queue_frames = (int) config_int (cfg, "ws_queue_frames", 256, 1, 100000, &ws_ok[1]);
+    ws_opts.queue_bytes
+        = (size_t) config_int (cfg, "ws_queue_bytes", 1048576, 4096, 1073741824, &ws_ok[2]);
+    ws_opts.revalidate_s = (int) config_int (cfg, "ws_revalidate_s", 300, 0, 86400, &ws_ok[3]);
+    if (!ws_ok[0] || !ws_ok[1] || !ws_ok[2] || !ws_ok[3]) {
+        log_error (NULL, "ws_ping_s must be 1..3600, ws_queue_frames 1..100000, ws_queue_bytes "
+                         "4096..1073741824, ws_revalidate_s 0..86400");
+        goto fail;
+    }
+    s_ws_keepalive.secs_since_valid_ping = (uint16_t) ws_opts.ping_s;
+    s_ws_keepalive.secs_since_valid_hangup = (uint16_t) (2 * ws_opts.ping_s);
 
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_log);
     struct lws_context_creation_info info;
@@ -159,6 +197,8 @@ main (int argc, char **argv)
     info.iface = host;
     info.protocols = s_protocols;
     info.keepalive_timeout = 30;
+    info.pvo = &s_vhost_options;
+    info.retry_and_idle_policy = &s_ws_keepalive;
     gw->vhost = lws_create_vhost (gw->lws, &info);
     if (!gw->vhost) {
         log_error (NULL, "cannot listen http=%s", config_str (cfg, "http"));
@@ -170,6 +210,8 @@ main (int argc, char **argv)
     else
         snprintf (gw->public_url, sizeof gw->public_url, "http://%s:%d", host, gw->port);
     if (gw_loop_start (gw))
+        goto fail;
+    if (gw_ws_start (gw, &ws_opts))
         goto fail;
     gw->redis = gw_redis_new (gw, config_str (cfg, "redis"), gw_ratelimit_script ());
     gw_ops_start (gw);

@@ -3,6 +3,8 @@
 #include "catalog.h"
 #include "gw_auth.h"
 #include "gw_ops.h"
+#include "gw_presence.h"
+#include "gw_ws.h"
 #include "invite.pb-c.h"
 #include "log.h"
 
@@ -129,6 +131,11 @@ gw_route_t gw_routes[] = {
      NULL, NULL, s_drop_requester},
     {"POST", "/v1/orgs/{org_id}/join-requests/{id}/reject", "invite", "invite.join_reject", 0, 200},
     {"GET", "/v1/me/join-requests", "invite", "invite.my_join_requests", GW_READ, 200},
+
+    /* realtime (API.md "Realtime"): the upgrade itself never reaches this
+       table (gw_ws.c); a plain GET /v1/ws does, and is told to upgrade */
+    {"GET", "/v1/ws", NULL, NULL, GW_PUBLIC | GW_READ, 101, NULL, gw_ws_http_plain},
+    {"GET", "/v1/chats/{chat_id}/presence", NULL, NULL, GW_READ, 200, NULL, gw_presence_http},
 
     /* chats (API.md) */
     {"GET", "/v1/chats", "chat", "chat.my_chats", GW_READ, 200},

@@ -1,0 +1,398 @@
+/*  gw_presence: see gw_presence.h. Every Redis write here is fire and
+    forget: presence is advisory, and a write lost while Redis is down is
+    made good by the next refresh (which runs at once when Redis comes
+    back). */
+#include "gw_presence.h"
+#include "chat.pb-c.h"
+#include "clock.h"
+#include "gw_metrics.h"
+#include "gw_redis.h"
+#include "gw_ws.h"
+#include "log.h"
+
+#include <jansson.h>
+#include <string.h>
+
+#define KEY_ONLINE "presence:online"
+#define KEY_LAST_SEEN "presence:last_seen"
+#define REFRESH_BATCH 256               /* users per ZADD */
+#define SWEEP_BATCH "1000"              /* expired members moved per sweep */
+
+/*  Moves members whose expiry has passed from the online set to the
+    last-seen hash, as one step so that a refresh cannot interleave. Their
+    last-seen time is their last refresh (expiry minus the TTL): the last
+    moment a gateway vouched for them. */
+static const char *s_sweep_script
+    = "local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, "
+      "ARGV[3])\n"
+      "for _, user in ipairs(gone) do\n"
+      "  local score = tonumber(redis.call('ZSCORE', KEYS[1], user))\n"
+      "  if score then\n"
+      "    redis.call('HSET', KEYS[2], user, string.format('%.0f', score - tonumber(ARGV[2])))\n"
+      "  end\n"
+      "  redis.call('ZREM', KEYS[1], user)\n"
+      "end\n"
+      "return #gone\n";
+
+/*  Each member's expiry score and last-seen time, in one round trip and
+    on any Redis version (ZMSCORE needs 6.2): a flat array of 2N replies,
+    nil where there is nothing. */
+static const char *s_read_script
+    = "local out = {}\n"
+      "for i, user in ipairs(ARGV) do\n"
+      "  out[2 * i - 1] = redis.call('ZSCORE', KEYS[1], user)\n"
+      "  out[2 * i] = redis.call('HGET', KEYS[2], user)\n"
+      "end\n"
+      "return out\n";
+
+static struct {
+    gw_t *gw;
+    lws_sorted_usec_list_t timer;
+    int64_t last_refresh_ms;    /* monotonic */
+    int redis_was_up;
+    log_limit_t log;
+} s_presence;
+
+static void
+s_ignore (gw_t *gw, redisReply *reply, void *arg)
+{
+    (void) gw;
+    (void) arg;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        unsigned long suppressed;
+        if (log_limit_allow (&s_presence.log, &suppressed))
+            log_warn (NULL, "redis presence command failed error=\"%.100s\" suppressed=%lu",
+                      reply->str, suppressed);
+    }
+}
+
+void
+gw_presence_online (gw_t *gw, const char *user_id)
+{
+    char score[32];
+    snprintf (score, sizeof score, "%lld", (long long) (clock_now_ms () + GW_PRESENCE_TTL_MS));
+    const char *argv[] = {"ZADD", KEY_ONLINE, score, user_id};
+    gw_redis_command (gw->redis, s_ignore, NULL, 4, argv, NULL);
+}
+
+void
+gw_presence_offline (gw_t *gw, const char *user_id, int64_t now_ms)
+{
+    char at[32];
+    snprintf (at, sizeof at, "%lld", (long long) now_ms);
+    const char *zrem[] = {"ZREM", KEY_ONLINE, user_id};
+    const char *hset[] = {"HSET", KEY_LAST_SEEN, user_id, at};
+    if (gw_redis_command (gw->redis, s_ignore, NULL, 3, zrem, NULL) == 0)
+        gw_redis_command (gw->redis, s_ignore, NULL, 4, hset, NULL);
+}
+
+/* --- the periodic refresh and sweep --- */
+
+typedef struct {
+    gw_t *gw;
+    char score[32];
+    const char *argv[2 + 2 * REFRESH_BATCH];
+    int argc;
+} batch_t;
+
+static void
+s_batch_flush (batch_t *b)
+{
+    if (b->argc > 2)
+        gw_redis_command (b->gw->redis, s_ignore, NULL, b->argc, b->argv, NULL);
+    b->argc = 2;
+}
+
+static void
+s_batch_add (const char *user_id, void *arg)
+{
+    batch_t *b = arg;
+    b->argv[b->argc++] = b->score;
+    b->argv[b->argc++] = user_id;
+    if (b->argc == (int) (sizeof b->argv / sizeof b->argv[0]))
+        s_batch_flush (b);
+}
+
+/*  One ZADD per REFRESH_BATCH users; hiredis pipelines them (each is sent
+    without waiting for the previous answer). User ids are borrowed from
+    gw_ws only while the commands are formatted, which hiredis does at once. */
+static void
+s_refresh (gw_t *gw)
+{
+    batch_t *b = malloc (sizeof *b);
+    if (!b)
+        return;
+    b->gw = gw;
+    snprintf (b->score, sizeof b->score, "%lld",
+              (long long) (clock_now_ms () + GW_PRESENCE_TTL_MS));
+    b->argv[0] = "ZADD";
+    b->argv[1] = KEY_ONLINE;
+    b->argc = 2;
+    gw_ws_each_user (s_batch_add, b);
+    s_batch_flush (b);
+    free (b);
+}
+
+static void
+s_sweep (gw_t *gw)
+{
+    char now[32], ttl[32];
+    snprintf (now, sizeof now, "%lld", (long long) clock_now_ms ());
+    snprintf (ttl, sizeof ttl, "%d", GW_PRESENCE_TTL_MS);
+    const char *argv[] = {"EVAL", s_sweep_script, "2", KEY_ONLINE, KEY_LAST_SEEN, now, ttl, SWEEP_BATCH};
+    gw_redis_command (gw->redis, s_ignore, NULL, 8, argv, NULL);
+}
+
+static void
+s_tick (lws_sorted_usec_list_t *sul)
+{
+    (void) sul;
+    gw_t *gw = s_presence.gw;
+    if (!gw || gw->stopping)
+        return;
+    int up = gw_redis_up (gw->redis);
+    int64_t now = clock_mono_ms ();
+    /*  Redis just came back (or lost its data): put our users back now
+        rather than up to a refresh period later. */
+    if (up && (!s_presence.redis_was_up
+               || now - s_presence.last_refresh_ms >= GW_PRESENCE_REFRESH_MS - 500)) {
+        s_refresh (gw);
+        s_presence.last_refresh_ms = now;
+    }
+    if (up)
+        s_sweep (gw);
+    s_presence.redis_was_up = up;
+    lws_sul_schedule (gw->lws, 0, &s_presence.timer, s_tick, GW_PRESENCE_SWEEP_MS * LWS_US_PER_MS);
+}
+
+void
+gw_presence_start (gw_t *gw)
+{
+    s_presence.gw = gw;
+    s_presence.log.burst = 2;
+    s_presence.redis_was_up = 0;
+    lws_sul_schedule (gw->lws, 0, &s_presence.timer, s_tick, GW_PRESENCE_SWEEP_MS * LWS_US_PER_MS);
+}
+
+void
+gw_presence_stop (gw_t *gw)
+{
+    (void) gw;
+    if (s_presence.gw)
+        lws_sul_cancel (&s_presence.timer);
+    s_presence.gw = NULL;
+}
+
+/* --- GET /v1/chats/{chat_id}/presence --- */
+
+typedef struct {
+    gw_t *gw;
+    uint64_t req_id;
+    int64_t start_us;
+    size_t n;
+    char **user_ids;            /* n, malloc'd */
+} presence_req_t;
+
+static void
+s_presence_req_free (presence_req_t *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        free (p->user_ids[i]);
+    free (p->user_ids);
+    free (p);
+}
+
+static int64_t
+s_reply_ms (const redisReply *r, int *ok)
+{
+    *ok = 0;
+    if (!r || r->type != REDIS_REPLY_STRING || r->len <= 0 || r->len > 30)
+        return 0;
+    char text[32];
+    memcpy (text, r->str, (size_t) r->len);
+    text[r->len] = 0;
+    char *end;
+    double v = strtod (text, &end);
+    if (*end || v != v || v < 0 || v > 9e15)
+        return 0;
+    *ok = 1;
+    return (int64_t) v;
+}
+
+/*  The reply body. `reply` is the read script's answer, or NULL (Redis
+    down, or an answer of the wrong shape): every member is unknown. */
+static json_t *
+s_items (const presence_req_t *p, const redisReply *reply)
+{
+    int known = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 * p->n;
+    int64_t now = clock_now_ms ();
+    json_t *items = json_array ();
+    for (size_t i = 0; i < p->n; i++) {
+        json_t *online = json_null (), *last_seen = json_null ();
+        if (known) {
+            int has_score, has_seen;
+            int64_t expires = s_reply_ms (reply->element[2 * i], &has_score);
+            int64_t seen = s_reply_ms (reply->element[2 * i + 1], &has_seen);
+            int is_online = has_score && expires > now;
+            online = json_boolean (is_online);
+            /*  An entry that expired but was not swept yet: its last
+                refresh is when the user was last seen. */
+            if (!is_online && !has_seen && has_score) {
+                seen = expires - GW_PRESENCE_TTL_MS;
+                has_seen = 1;
+            }
+            if (!is_online && has_seen && seen > 0) {
+                char at[40];
+                clock_format_rfc3339 (seen - seen % 1000, at, sizeof at);
+                last_seen = json_string (at);
+            }
+        }
+        json_array_append_new (items, json_pack ("{s:s, s:o, s:o}", "user_id", p->user_ids[i],
+                                                 "online", online, "last_seen_at", last_seen));
+    }
+    return json_pack ("{s:o}", "items", items);
+}
+
+static void
+s_read_done (gw_t *gw, redisReply *reply, void *arg)
+{
+    presence_req_t *p = arg;
+    gw_req_t *req = gw_req_find (gw, p->req_id);
+    if (req) {
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            unsigned long suppressed;
+            if (log_limit_allow (&s_presence.log, &suppressed))
+                log_warn (gw_req_trace (req), "redis presence read failed error=\"%.100s\"",
+                          reply->str);
+            reply = NULL;
+        }
+        gw_reply_json (req, 200, s_items (p, reply));
+    }
+    s_presence_req_free (p);
+}
+
+static void
+s_reply_bus_error (gw_req_t *req, const Bus__Reply *reply)
+{
+    if (reply->status == ST_RATE_LIMITED) {
+        char value[16];
+        snprintf (value, sizeof value, "%d", reply->retry_after > 0 ? reply->retry_after : 1);
+        gw_req_set_header (req, "retry-after", value);
+    }
+    if (reply->status == ST_INTERNAL)
+        log_error (gw_req_trace (req), "service failed method=chat.audience message=\"%s\"",
+                   reply->message ? reply->message : "");
+    const char *code = reply->code && *reply->code ? reply->code : status_name (reply->status);
+    const char *message
+        = reply->message && *reply->message ? reply->message : status_name (reply->status);
+    gw_reply_error (req, status_http (reply->status), code, message,
+                    reply->field ? reply->field : NULL);
+}
+
+static void
+s_audience_done (void *arg, const Bus__Reply *reply)
+{
+    presence_req_t *p = arg;
+    gw_t *gw = p->gw;
+    gw_metrics_bus (gw->metrics, "chat.audience", reply->status, clock_mono_us () - p->start_us);
+    gw_req_t *req = gw_req_find (gw, p->req_id);
+    if (!req) {
+        s_presence_req_free (p);
+        return;
+    }
+    if (reply->status != ST_OK) {
+        s_reply_bus_error (req, reply);
+        s_presence_req_free (p);
+        return;
+    }
+    Chat__AudienceReply *audience
+        = chat__audience_reply__unpack (NULL, reply->body.len, reply->body.data);
+    if (!audience) {
+        log_error (gw_req_trace (req), "reply does not decode method=chat.audience");
+        gw_reply_error (req, 500, "internal", "the service's reply could not be read", NULL);
+        s_presence_req_free (p);
+        return;
+    }
+    /*  chat.audience answers members only; check anyway (deny by default). */
+    int member = 0;
+    for (size_t i = 0; i < audience->n_user_ids; i++)
+        if (audience->user_ids[i] && strcmp (audience->user_ids[i], gw_req_user (req)) == 0)
+            member = 1;
+    if (!member) {
+        chat__audience_reply__free_unpacked (audience, NULL);
+        gw_reply_error (req, 403, "forbidden", "you are not a member of this chat", NULL);
+        s_presence_req_free (p);
+        return;
+    }
+    size_t n = audience->n_user_ids < GW_PRESENCE_MAX_ITEMS ? audience->n_user_ids
+                                                            : GW_PRESENCE_MAX_ITEMS;
+    p->user_ids = calloc (n ? n : 1, sizeof *p->user_ids);
+    for (size_t i = 0; p->user_ids && i < n; i++) {
+        p->user_ids[p->n] = strdup (audience->user_ids[i] ? audience->user_ids[i] : "");
+        if (p->user_ids[p->n])
+            p->n++;
+    }
+    chat__audience_reply__free_unpacked (audience, NULL);
+    if (!p->user_ids || p->n != n) {
+        gw_reply_error (req, 503, "unavailable", "out of memory", NULL);
+        s_presence_req_free (p);
+        return;
+    }
+    /*  EVAL script 2 online last_seen user... */
+    const char **argv = calloc (5 + p->n, sizeof *argv);
+    if (!argv) {
+        gw_reply_error (req, 503, "unavailable", "out of memory", NULL);
+        s_presence_req_free (p);
+        return;
+    }
+    argv[0] = "EVAL";
+    argv[1] = s_read_script;
+    argv[2] = "2";
+    argv[3] = KEY_ONLINE;
+    argv[4] = KEY_LAST_SEEN;
+    for (size_t i = 0; i < p->n; i++)
+        argv[5 + i] = p->user_ids[i];
+    int sent = p->n > 0
+               && gw_redis_command (gw->redis, s_read_done, p, (int) (5 + p->n), argv, NULL) == 0;
+    free (argv);
+    if (!sent) {
+        /*  Redis is down: everyone is unknown, and the answer is still 200. */
+        gw_reply_json (req, 200, s_items (p, NULL));
+        s_presence_req_free (p);
+    }
+}
+
+void
+gw_presence_http (gw_req_t *req)
+{
+    gw_t *gw = gw_req_gw (req);
+    const char *chat_id = gw_req_param (req, "chat_id");
+    if (!chat_id || !*chat_id || strlen (chat_id) > 64) {
+        gw_reply_error (req, 400, "bad_request", "chat_id must be a chat's id", "chat_id");
+        return;
+    }
+    presence_req_t *p = calloc (1, sizeof *p);
+    if (!p) {
+        gw_reply_error (req, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    p->gw = gw;
+    p->req_id = gw_req_id (req);
+    p->start_us = clock_mono_us ();
+    Chat__AudienceRequest msg = CHAT__AUDIENCE_REQUEST__INIT;
+    msg.chat_id = (char *) chat_id;
+    bus_call_opts_t opts = {
+        .timeout_ms = gw->call_timeout_ms,
+        .flags = BUS_CALL_RETRY,
+        .caller = gw_req_caller (req),
+        .trace_id = gw_req_trace (req),
+    };
+    if (!bus_client_send (gw->bus, "chat", "chat.audience", &msg.base, &opts, s_audience_done, p)) {
+        s_presence_req_free (p);
+        gw_reply_error (req, 503, "unavailable", "cannot reach the bus", NULL);
+        return;
+    }
+    gw_bus_kick (gw);
+}

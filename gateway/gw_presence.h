@@ -1,0 +1,33 @@
+/*  gw_presence: who is online, kept in Redis (DESIGN §2) by every gateway
+    for the users with WebSocket connections to it. presence:online is a
+    sorted set of user ids scored with an expiry (unix ms), refreshed while
+    the user has sockets here; presence:last_seen is a hash of user id to
+    the time (unix ms) they were last seen. A periodic sweep on every
+    gateway moves expired members from the set to the hash, so the users of
+    a gateway that died go offline within a minute. Without Redis nothing
+    here fails: writes are skipped and presence reads as unknown. */
+#ifndef PARTA_GW_PRESENCE_H
+#define PARTA_GW_PRESENCE_H
+
+#include "gw.h"
+
+#define GW_PRESENCE_TTL_MS 60000        /* an online entry lives this long unrefreshed */
+#define GW_PRESENCE_REFRESH_MS 20000
+#define GW_PRESENCE_SWEEP_MS 10000
+#define GW_PRESENCE_MAX_ITEMS 5000      /* members one presence request reports */
+
+/*  Starts the refresh and sweep timers; stop cancels them. */
+void gw_presence_start (gw_t *gw);
+void gw_presence_stop (gw_t *gw);
+
+/*  A user's first socket here opened / last socket here closed. */
+void gw_presence_online (gw_t *gw, const char *user_id);
+void gw_presence_offline (gw_t *gw, const char *user_id, int64_t now_ms);
+
+/*  GET /v1/chats/{chat_id}/presence (a local route): the chat's members
+    (chat.audience, which refuses callers who are not members) with
+    {user_id, online, last_seen_at}; online and last_seen_at are null for
+    everyone while Redis is down. */
+void gw_presence_http (gw_req_t *req);
+
+#endif
