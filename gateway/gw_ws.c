@@ -754,8 +754,15 @@ s_auth_done (gw_t *gw, uint64_t conn_id, const Bus__Caller *caller, status_t sta
     if (c->state == WS_READY) {
         /*  The periodic check of a signed-in socket: its session may have
             ended without the event reaching us (expiry, a lost event). */
-        if (valid)
+        if (valid) {
+            /*  Roles may have changed since: later calls carry the new ones. */
+            Bus__Caller *fresh = s_caller_copy (caller, c->ip, c->user_agent);
+            if (fresh) {
+                bus__caller__free_unpacked (c->caller, NULL);
+                c->caller = fresh;
+            }
             s_schedule_check (c);
+        }
         else if (status == ST_OK || status == ST_UNAUTHORIZED) {
             s_error (c, "unauthorized", "the session has ended: sign in again", NULL);
             s_close (c, GW_WS_CLOSE_UNAUTHORIZED, "session ended");

@@ -776,3 +776,29 @@ describe('WebSocket: connections count against the per-address limit', { timeout
         for (const c of [...open, other]) c.close();
     });
 });
+
+// ---------------------------------------------------------------------------
+
+describe('WebSocket: the token is checked again while the socket is open', { timeout: 120000 }, () => {
+    const suiteStack = stackForSuite({
+        env: { PARTA_RATE_LIMITS: limits(), PARTA_WS_REVALIDATE_S: '1', PARTA_AUTH_CACHE_MS: '0' },
+    });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('a session that expires with no event closes its socket with 4001; a live one stays open', async () => {
+        const u = await signUp(stack, { fullName: 'Долго Подключённая' });
+        const client = await signedIn(stack, u);
+        await sleep(3500);      // three checks pass
+        await client.roundTrip('still open after the checks');
+        assert.equal(client.closedWith, null);
+        try {
+            stack.setClockOffset(31 * 24 * 3600 * 1000);   // past the 30 days a session may idle
+            const err = await client.next((f) => f.type === 'error', 'error after expiry', 5000);
+            assert.equal(err.code, 'unauthorized', JSON.stringify(err));
+            assert.equal((await client.closeCode('expired session')).code, 4001);
+        } finally {
+            stack.setClockOffset(0);
+        }
+    });
+});
