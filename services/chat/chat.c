@@ -538,6 +538,23 @@ s_fill_message_names (bus_call_t *call, Chat__Message **items, size_t n)
             items[i]->author->full_name = again->author->full_name;
 }
 
+/*  A direct chat has no title of its own: each side sees it named after
+    the other person. */
+static char *
+s_direct_title (bus_call_t *call, const chat_t *c)
+{
+    db_t *db = bus_call_db (call);
+    arena_t *arena = bus_call_arena (call);
+    char *peer = NULL, *name = NULL;
+    if (chatstore_direct_peer (db, c->id, bus_call_user (call), arena, &peer, &name) != 1)
+        return arena_strdup (arena, c->title);
+    if (!*name) {
+        s_fill_names (call, &peer, 1);
+        chatstore_direct_peer (db, c->id, bus_call_user (call), arena, &peer, &name);
+    }
+    return name;
+}
+
 /*  A chat as the API shows it to the caller. */
 static Chat__Chat *
 s_chat_message (bus_call_t *call, const chat_t *c, const membership_t *m)
@@ -547,7 +564,8 @@ s_chat_message (bus_call_t *call, const chat_t *c, const membership_t *m)
     out->id = arena_strdup (arena, c->id);
     out->org_id = arena_strdup (arena, c->org_id);
     out->kind = (Chat__ChatKind) c->kind;
-    out->title = arena_strdup (arena, c->title);
+    out->title = c->kind == CHAT__CHAT_KIND__CHAT_KIND_DIRECT ? s_direct_title (call, c)
+                                                             : arena_strdup (arena, c->title);
     out->description = arena_strdup (arena, c->description);
     if (c->unit_id[0]) {
         out->_unit_id_case = CHAT__CHAT___UNIT_ID_UNIT_ID;
@@ -795,7 +813,7 @@ s_direct (bus_call_t *call, const void *request, void **reply)
     }
     if ((st = s_txn_end (call, failed)))
         return st;
-    /*  The other person's name for the title, as seen by the caller. */
+    /*  Both names known before the reply: the title is the other's. */
     char *ids[2] = {(char *) req->user_id, (char *) me};
     s_fill_names (call, ids, 2);
     membership_t m;
@@ -1126,12 +1144,12 @@ s_history (bus_call_t *call, const void *request, void **reply)
     uint32_t limit = s_limit (req->limit);
     Chat__MessageList *out = arena_msg (bus_call_arena (call), &chat__message_list__descriptor);
     int more = 0;
-    uint64_t after = req->_after_case ? req->after : 0;
-    if (chatstore_history (bus_call_db (call), chat.id, req->_before_case ? req->before : 0, after,
-                           limit, bus_call_arena (call), &out->items, &out->n_items, &more))
+    /*  after=0 is a real position (before the first message), so whether
+        `after` was given decides the direction, not its value. */
+    if (chatstore_history (bus_call_db (call), chat.id, req->_before_case ? req->before : 0,
+                           req->_after_case ? &req->after : NULL, limit, bus_call_arena (call),
+                           &out->items, &out->n_items, &more))
         return s_db_error (call);
-    if (req->_after_case && req->after == 0 && !out->n_items)
-        more = 0;
     s_fill_message_names (call, out->items, out->n_items);
     if (more && out->n_items) {
         out->_next_case = CHAT__MESSAGE_LIST___NEXT_NEXT;

@@ -186,6 +186,42 @@ chatstore_chat_by_direct_key (db_t *db, const char *key, chat_t *out)
 }
 
 int
+chatstore_direct_peer (db_t *db, const char *chat_id, const char *user_id, arena_t *arena,
+                       char **peer_id, char **full_name)
+{
+    /*  The key names both people ("org:a:b", chat.c), so the peer is known
+        even after they left the chat. */
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT direct_key FROM chats WHERE id = ?"
+                                      " AND direct_key IS NOT NULL");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, chat_id);
+    char key[128] = "";
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW)
+        s_copy (key, sizeof key, db_col_text (stmt, 0));
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : -1;
+    char *a = strchr (key, ':');
+    char *b = a ? strchr (a + 1, ':') : NULL;
+    if (!b)
+        return 0;
+    *b++ = 0;
+    a++;
+    const char *peer = strcmp (a, user_id) == 0 ? b : a;
+    stmt = db_stmt (db, "SELECT full_name FROM users WHERE id = ?");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, peer);
+    rc = sqlite3_step (stmt);
+    *peer_id = arena_strdup (arena, peer);
+    *full_name = arena_strdup (arena, rc == SQLITE_ROW ? db_col_text (stmt, 0) : "");
+    sqlite3_reset (stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 1 : -1;
+}
+
+int
 chatstore_chat_auto (db_t *db, const char *org_id, const char *unit_id, int audience, chat_t *out)
 {
     sqlite3_stmt *stmt = db_stmt (db, "SELECT " CHAT_COLUMNS " FROM chats WHERE org_id = ?"
@@ -572,8 +608,8 @@ chatstore_message_delete (db_t *db, const char *id, const char *actor, int64_t n
 }
 
 int
-chatstore_history (db_t *db, const char *chat_id, uint64_t before, uint64_t after, uint32_t limit,
-                   arena_t *arena, Chat__Message ***items, size_t *count, int *more)
+chatstore_history (db_t *db, const char *chat_id, uint64_t before, const uint64_t *after,
+                   uint32_t limit, arena_t *arena, Chat__Message ***items, size_t *count, int *more)
 {
     sqlite3_stmt *stmt;
     if (after) {
@@ -582,7 +618,7 @@ chatstore_history (db_t *db, const char *chat_id, uint64_t before, uint64_t afte
                             " WHERE m.chat_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?");
         if (!stmt)
             return -1;
-        sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) (after > INT64_MAX ? INT64_MAX : after));
+        sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) (*after > INT64_MAX ? INT64_MAX : *after));
     }
     else {
         stmt = db_stmt (db, "SELECT " MESSAGE_COLUMNS " FROM messages m"

@@ -42,6 +42,10 @@ int chatstore_chat_by_direct_key (db_t *db, const char *key, chat_t *out);
 /*  The automatic chat of an org (unit_id NULL) or a unit for an audience. */
 int chatstore_chat_auto (db_t *db, const char *org_id, const char *unit_id, int audience, chat_t *out);
 int chatstore_chat_update (db_t *db, const chat_t *chat, int64_t now);
+/*  The other person of a direct chat, seen from `user_id`, and their name
+    ("" when not known yet): 1, or 0 when the chat is not a direct one. */
+int chatstore_direct_peer (db_t *db, const char *chat_id, const char *user_id, arena_t *arena,
+                           char **peer_id, char **full_name);
 /*  Takes the next message sequence number of a chat. */
 int chatstore_chat_next_seq (db_t *db, const char *chat_id, uint64_t *seq);
 /*  Chat ids of an org (all of them), into the arena. */
@@ -90,8 +94,10 @@ int chatstore_message_last (db_t *db, const char *chat_id, arena_t *arena, Chat_
 int chatstore_message_edit (db_t *db, const char *id, const char *old_text, const char *new_text,
                             const char *editor, int64_t now);
 int chatstore_message_delete (db_t *db, const char *id, const char *actor, int64_t now);
-/*  History: before (exclusive, 0 = newest) or after (exclusive), ascending. */
-int chatstore_history (db_t *db, const char *chat_id, uint64_t before, uint64_t after,
+/*  History, ascending: the `limit` messages after `*after` (exclusive;
+    after=0 is from the first), or without `after` the `limit` before
+    `before` (exclusive, 0 = the newest). */
+int chatstore_history (db_t *db, const char *chat_id, uint64_t before, const uint64_t *after,
                        uint32_t limit, arena_t *arena, Chat__Message ***items, size_t *count,
                        int *more);
 /*  Full text over the chats `user_id` belongs to (and in orgs `orgs`),

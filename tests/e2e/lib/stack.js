@@ -91,6 +91,17 @@ function alive(pid) {
     }
 }
 
+// Alive and not a zombie (a child that ended but was not reaped yet).
+function stillRunning(pid) {
+    if (!alive(pid)) return false;
+    try {
+        const m = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').match(/^\d+ \(.*\) (\S)/);
+        return !(m && (m[1] === 'Z' || m[1] === 'X'));
+    } catch {
+        return true;
+    }
+}
+
 function procState(pid) {
     try {
         const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -126,6 +137,8 @@ class Stack {
         this.output = '';
         this.stopped = false;
         this.tokens = new Set();   // every token this stack handed out (for the log check)
+        this.stoppedServices = new Map();   // name -> {argv, env}: stopped by stopService
+        this.restarted = [];       // [{pid, name, proc}] started by startService
     }
 
     async start() {
@@ -198,9 +211,69 @@ class Stack {
     }
 
     pidOf(name) {
+        const again = this.restarted.filter((p) => p.name === name);
+        if (again.length) return again[again.length - 1].pid;
         const row = (this.pids || this.readPids()).find((p) => p.name === name);
         assert.ok(row, `no process named ${name} in run.pids`);
         return row.pid;
+    }
+
+    // Stops the process `name` (as run.pids names it) with SIGTERM and
+    // waits, bounded, until it is gone; startService(name) starts it again
+    // with the same command line and environment, its stderr appended to
+    // the same log. For tests of what happens while a service is down and
+    // after it comes back. Returns the pid stopped.
+    async stopService(name, { timeoutMs = STOP_TIMEOUT_MS } = {}) {
+        const pid = this.pidOf(name);
+        let argv = null;
+        let env = null;
+        try {
+            argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+            env = {};
+            for (const kv of fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)) {
+                const i = kv.indexOf('=');
+                if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+            }
+        } catch {
+            // No /proc: the command and environment run.sh would give it.
+            argv = [path.join(BIN, `parta-${name}`)];
+            env = { PARTA_REDIS: path.join(this.dataDir, 'redis.sock'), PARTA_OPERATORS: DEFAULT_OPERATOR,
+                PARTA_CURVE: path.join(this.dataDir, 'curve'), ...this.env };
+            if (env.PARTA_CURVE === 'off') delete env.PARTA_CURVE;
+        }
+        this.stoppedServices.set(name, { argv, env });
+        process.kill(pid, 'SIGTERM');
+        if (!await waitFor(() => !stillRunning(pid), { timeoutMs, intervalMs: 50 })) {
+            try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+            throw new Error(`${name} (pid ${pid}) did not end within ${timeoutMs} ms of SIGTERM`);
+        }
+        return pid;
+    }
+
+    // Starts a process stopped by stopService again and waits, bounded,
+    // until /readyz says every service has a worker. Returns its pid.
+    async startService(name, { timeoutMs = READY_TIMEOUT_MS } = {}) {
+        const saved = this.stoppedServices.get(name);
+        assert.ok(saved, `${name} was not stopped by stopService`);
+        const log = fs.openSync(this.logPath(name), 'a');
+        let proc;
+        try {
+            proc = spawn(saved.argv[0], saved.argv.slice(1), { env: saved.env, cwd: this.dataDir,
+                stdio: ['ignore', 'ignore', log] });
+        } finally {
+            fs.closeSync(log);
+        }
+        assert.ok(proc.pid, `could not start ${saved.argv[0]}`);
+        this.stoppedServices.delete(name);
+        this.restarted.push({ pid: proc.pid, name, proc });
+        const ready = await waitFor(async () => {
+            if (!stillRunning(proc.pid)) return 'exited';
+            const r = await this.get('/readyz').catch(() => null);
+            return r && r.status === 200 ? 'ready' : null;
+        }, { timeoutMs, intervalMs: 100 });
+        if (ready !== 'ready')
+            throw new Error(`${name} did not come back (${ready || 'not ready in time'})\n${this.logTails(20, [name])}`);
+        return proc.pid;
     }
 
     // Sends `signal` to the process `name` (as run.pids names it).
@@ -394,8 +467,10 @@ class Stack {
     async stop() {
         if (this.stopped) return;
         this.stopped = true;
-        const pids = this.readPids();
+        const pids = this.readPids().concat(this.restarted.map(({ pid, name }) => ({ pid, name })));
         let problem = null;
+        for (const p of this.restarted)
+            if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGTERM');
         if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
             this.proc.kill('SIGTERM');
             let timer;
@@ -428,6 +503,8 @@ class Stack {
         for (const p of this.readPids()) {
             try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
         }
+        for (const p of this.restarted)
+            if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
         if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
             try { this.proc.kill('SIGKILL'); } catch { /* gone */ }
         }
