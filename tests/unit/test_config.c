@@ -293,9 +293,9 @@ test_int_ranges (void **state)
 
     /*  a default is range-checked like any value */
     cfg = s_config (err, sizeof err, NO_ARGS);
-    assert_int_equal (config_int (cfg, "worker_credit", 1, 1, 100, &ok), 8);
+    assert_int_equal (config_int (cfg, "worker_credit", 1, 1, 100, &ok), 32);
     assert_int_equal (ok, 1);
-    assert_int_equal (config_int (cfg, "worker_credit", 1, 9, 100, &ok), -1);
+    assert_int_equal (config_int (cfg, "worker_credit", 1, 33, 100, &ok), -1);
     assert_int_equal (ok, 0);
     config_destroy (&cfg);
 }
