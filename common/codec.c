@@ -660,6 +660,8 @@ s_value_from_json (decoder_t *self, const ProtobufCFieldDescriptor *field, json_
     case PROTOBUF_C_TYPE_ENUM:
         if (!json_is_string (value))
             return s_type_error (self, field);
+        if (strlen (json_string_value (value)) != json_string_length (value))
+            return s_fail (self, "must not contain NUL characters");
         if (s_scalar_from_text (field, json_string_value (value), self->arena, member, message,
                                 sizeof message))
             return s_fail (self, "%s", message);

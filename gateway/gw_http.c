@@ -439,7 +439,9 @@ s_decode (gw_req_t *req)
     json_t *json;
     if (has_body) {
         json_error_t jerr;
-        json = json_loadb (req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        /*  NUL is let through the parser so that the codec refuses it
+            naming the field. */
+        json = json_loadb (req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
         if (!json) {
             snprintf (err, sizeof err, "invalid JSON: %s (line %d, column %d)", jerr.text,
                       jerr.line, jerr.column);
