@@ -1097,8 +1097,10 @@ s_member_join (bus_call_t *call, const void *request, void **reply)
         return s_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "chat_id", "no such chat");
-    if (chat.archived)
+    if (chat.archived) {
+        bus_call_set_code (call, "chat_archived");
         return bus_call_fail (call, ST_CONFLICT, "chat_id", "the chat is archived");
+    }
     membership_t m;
     if (chatstore_member_get (e.db, chat.id, req->user_id, &m) < 0)
         return s_db_error (call);
@@ -1274,8 +1276,10 @@ s_edit (bus_call_t *call, const void *request, void **reply)
         return bus_call_fail (call, ST_NOT_FOUND, "id", "no such message");
     if (strcmp (head.author_id, bus_call_user (call)) != 0)
         return bus_call_fail (call, ST_FORBIDDEN, NULL, "only its author edits a message");
-    if (chat.archived)
+    if (chat.archived) {
+        bus_call_set_code (call, "chat_archived");
         return bus_call_fail (call, ST_CONFLICT, NULL, "the chat is archived");
+    }
     char *text = arena_alloc (e.arena, TEXT_MAX * 4 + 1);
     const char *problem = text_check_multiline (req->text ? req->text : "", 1, TEXT_MAX, text, TEXT_MAX * 4 + 1);
     if (problem)
