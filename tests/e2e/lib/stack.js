@@ -494,8 +494,26 @@ class Stack {
         }
         this.killAll();
         running.delete(this);
+        const reports = this.sanitizerReports();
+        if (reports) problem = `${problem ? problem + '; ' : ''}a sanitizer reported:\n${reports}`;
         if (problem) throw new Error(`${problem}\n--- run.sh output ---\n${this.output}`);
         if (!process.env.PARTA_E2E_KEEP) fs.rmSync(this.dataDir, { recursive: true, force: true });
+    }
+
+    // What AddressSanitizer, LeakSanitizer or UBSan wrote in the processes'
+    // logs (a sanitized build), each with a few lines after it; '' if none.
+    sanitizerReports() {
+        const dir = path.join(this.dataDir, 'log');
+        let files = [];
+        try { files = fs.readdirSync(dir); } catch { return ''; }
+        const found = [];
+        for (const f of files) {
+            let lines;
+            try { lines = fs.readFileSync(path.join(dir, f), 'utf8').split('\n'); } catch { continue; }
+            const i = lines.findIndex((l) => /ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error: /.test(l));
+            if (i >= 0) found.push(`${f}:\n${lines.slice(i, i + 30).join('\n')}`);
+        }
+        return found.join('\n');
     }
 
     // SIGKILL to run.sh and everything it started: the last resort.
