@@ -177,6 +177,58 @@ bus_caller_is_staff (const Bus__Caller *caller, const char *org_id)
            || bus_caller_has_role (caller, org_id, BUS__ROLE__ROLE_TEACHER);
 }
 
+/* --- handler helpers --- */
+
+#define PAGE_DEFAULT 50
+#define PAGE_MAX 200
+
+status_t
+bus_call_db_error (bus_call_t *call)
+{
+    return bus_call_fail (call, ST_UNAVAILABLE, NULL, "the database is busy, try again");
+}
+
+status_t
+bus_call_check_id (bus_call_t *call, const char *field, const char *value)
+{
+    if (!value || !*value)
+        return bus_call_fail (call, ST_BAD_REQUEST, field, "%s is required", field);
+    if (!ulid_valid (value))
+        return bus_call_fail (call, ST_BAD_REQUEST, field, "%s is not an id", field);
+    return ST_OK;
+}
+
+uint32_t
+bus_page_limit (uint32_t asked)
+{
+    return asked == 0 ? PAGE_DEFAULT : asked > PAGE_MAX ? PAGE_MAX : asked;
+}
+
+status_t
+bus_call_forward (bus_call_t *call, const char *service, const char *method,
+                  const ProtobufCMessage *request, const ProtobufCMessageDescriptor *reply_desc,
+                  void **reply)
+{
+    bus_call_opts_t opts = {
+        .timeout_ms = 3000,
+        .caller = bus_call_caller (call),
+        .trace_id = bus_call_trace (call),
+    };
+    Bus__Reply *result = NULL;
+    void *ignored = NULL;
+    status_t st = bus_client_call (bus_call_client (call), service, method, request, &opts,
+                                   reply_desc, bus_call_arena (call),
+                                   (ProtobufCMessage **) (reply ? reply : &ignored), &result);
+    if (st == ST_OK)
+        return ST_OK;
+    if (result && result->code && *result->code)
+        bus_call_set_code (call, result->code);
+    return bus_call_fail (call, st, result && result->field && *result->field ? result->field : NULL,
+                          "%s", result && result->message && *result->message
+                                    ? result->message
+                                    : "another service could not do it");
+}
+
 /* --- sys.* methods --- */
 
 static status_t

@@ -114,6 +114,22 @@ void bus_call_set_retry_after (bus_call_t *call, int seconds);
 int bus_call_event (bus_call_t *call, const char *type, const char *org_id,
                     const ProtobufCMessage *payload);
 
+/* --- handler helpers --- */
+
+/*  The database could not do it (busy, full): unavailable, try again. */
+status_t bus_call_db_error (bus_call_t *call);
+/*  `value` must be a ULID: bad_request naming `field` when absent or not. */
+status_t bus_call_check_id (bus_call_t *call, const char *field, const char *value);
+/*  A page size as asked: 0 means the default (50), more than 200 is 200. */
+uint32_t bus_page_limit (uint32_t asked);
+/*  Calls another service on behalf of this call's caller (its caller, trace
+    and 3 s). A failure there is recorded as this call's failure with its
+    status, field, code and message; the status is returned. `reply` may
+    be NULL when only success matters. */
+status_t bus_call_forward (bus_call_t *call, const char *service, const char *method,
+                           const ProtobufCMessage *request,
+                           const ProtobufCMessageDescriptor *reply_desc, void **reply);
+
 /* --- caller helpers --- */
 
 const Bus__Membership *bus_caller_membership (const Bus__Caller *caller, const char *org_id);

@@ -21,8 +21,6 @@
 #include <string.h>
 
 #define ROLE_BIT(r) (1 << (r))
-#define LIMIT_DEFAULT 50
-#define LIMIT_MAX 200
 #define TEXT_MAX 4096
 #define MEMBERS_MAX 1000
 
@@ -446,42 +444,20 @@ static const event_handler_t s_events[] = {
 
 /* --- request helpers --- */
 
-static status_t
-s_db_error (bus_call_t *call)
-{
-    return bus_call_fail (call, ST_UNAVAILABLE, NULL, "the database is busy, try again");
-}
-
-static uint32_t
-s_limit (uint32_t limit)
-{
-    return limit == 0 ? LIMIT_DEFAULT : limit > LIMIT_MAX ? LIMIT_MAX : limit;
-}
-
-static status_t
-s_id (bus_call_t *call, const char *field, const char *value)
-{
-    if (!value || !*value)
-        return bus_call_fail (call, ST_BAD_REQUEST, field, "%s is required", field);
-    if (!ulid_valid (value))
-        return bus_call_fail (call, ST_BAD_REQUEST, field, "%s is not an id", field);
-    return ST_OK;
-}
-
 /*  The chat and the caller's place in it. Not a member, or no longer in
     the chat's org: the chat does not exist as far as they can tell. */
 static status_t
 s_access (bus_call_t *call, const char *chat_id, chat_t *chat, membership_t *m)
 {
-    if (s_id (call, "chat_id", chat_id))
+    if (bus_call_check_id (call, "chat_id", chat_id))
         return ST_BAD_REQUEST;
     int found = chatstore_chat_get (bus_call_db (call), chat_id, chat);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (found) {
         found = chatstore_member_get (bus_call_db (call), chat_id, bus_call_user (call), m);
         if (found < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
     }
     if (!found || !bus_caller_membership (bus_call_caller (call), chat->org_id))
         return bus_call_fail (call, ST_NOT_FOUND, "chat_id", "no such chat");
@@ -627,7 +603,7 @@ s_txn_end (bus_call_t *call, int failed)
     if (failed || db_commit (db)) {
         if (db_txn_depth (db))
             db_rollback (db);
-        return s_db_error (call);
+        return bus_call_db_error (call);
     }
     return ST_OK;
 }
@@ -638,12 +614,12 @@ static status_t
 s_my_chats (bus_call_t *call, const void *request, void **reply)
 {
     const Chat__MyChatsRequest *req = request;
-    uint32_t limit = s_limit (req->limit);
+    uint32_t limit = bus_page_limit (req->limit);
     char **ids;
     size_t n = 0;
     if (chatstore_user_chats (bus_call_db (call), bus_call_user (call), NULL, req->cursor, limit + 1,
                               bus_call_arena (call), &ids, &n))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Chat__ChatList *out = arena_msg (bus_call_arena (call), &chat__chat_list__descriptor);
     out->items = arena_alloc (bus_call_arena (call), (n ? n : 1) * sizeof (Chat__Chat *));
     for (size_t i = 0; i < n && out->n_items < limit; i++) {
@@ -710,12 +686,12 @@ s_create (bus_call_t *call, const void *request, void **reply)
                                   "only admins and administration make org-wide chats");
     }
     if (req->_unit_id_case && req->unit_id && *req->unit_id) {
-        if (s_id (call, "unit_id", req->unit_id))
+        if (bus_call_check_id (call, "unit_id", req->unit_id))
             return ST_BAD_REQUEST;
         unit_t u;
         int found = chatstore_unit_get (e.db, req->unit_id, &u);
         if (found < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (!found || strcmp (u.org_id, req->org_id) != 0)
             return bus_call_fail (call, ST_NOT_FOUND, "unit_id", "no such unit");
         if (u.kind != BUS__UNIT_KIND__UNIT_KIND_GROUP && pupils)
@@ -726,7 +702,7 @@ s_create (bus_call_t *call, const void *request, void **reply)
         return bus_call_fail (call, ST_BAD_REQUEST, "member_ids", "at most 1000 members at once");
     int *masks = arena_alloc (e.arena, (req->n_member_ids + 1) * sizeof (int));
     for (size_t i = 0; i < req->n_member_ids; i++) {
-        if (s_id (call, "member_ids", req->member_ids[i]))
+        if (bus_call_check_id (call, "member_ids", req->member_ids[i]))
             return ST_BAD_REQUEST;
         status_t st = s_roles (call, req->org_id, req->member_ids[i], &masks[i]);
         if (st != ST_OK)
@@ -751,7 +727,7 @@ s_create (bus_call_t *call, const void *request, void **reply)
                             : CHAT__WHO_CAN_POST__WHO_CAN_POST_ALL;
     snprintf (chat.created_by, sizeof chat.created_by, "%s", bus_call_user (call));
     if (db_begin (e.db))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     int failed = chatstore_chat_insert (e.db, &chat, NULL, e.now)
                  || chatstore_member_put (e.db, chat.id, bus_call_user (call), OWNER, 0, e.now);
     for (size_t i = 0; i < req->n_member_ids && !failed; i++)
@@ -772,7 +748,7 @@ s_direct (bus_call_t *call, const void *request, void **reply)
     const Chat__DirectRequest *req = request;
     env_t e = s_env_call (call);
     const char *me = bus_call_user (call);
-    if (s_id (call, "user_id", req->user_id))
+    if (bus_call_check_id (call, "user_id", req->user_id))
         return ST_BAD_REQUEST;
     if (strcmp (req->user_id, me) == 0)
         return bus_call_fail (call, ST_BAD_REQUEST, "user_id", "a direct chat is with someone else");
@@ -789,7 +765,7 @@ s_direct (bus_call_t *call, const void *request, void **reply)
     snprintf (key, sizeof key, "%s:%s:%s", req->org_id, a, b);
     chat_t chat;
     if (db_begin (e.db))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     int found = chatstore_chat_by_direct_key (e.db, key, &chat);
     int failed = found < 0;
     if (!found) {
@@ -843,17 +819,17 @@ static status_t
 s_get_internal (bus_call_t *call, const void *request, void **reply)
 {
     const Chat__ChatIdRequest *req = request;
-    if (s_id (call, "chat_id", req->chat_id))
+    if (bus_call_check_id (call, "chat_id", req->chat_id))
         return ST_BAD_REQUEST;
     chat_t chat;
     int found = chatstore_chat_get (bus_call_db (call), req->chat_id, &chat);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "chat_id", "no such chat");
     membership_t m;
     if (chatstore_member_get (bus_call_db (call), chat.id, bus_call_user (call), &m) < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = s_chat_message (call, &chat, m.role ? &m : NULL);
     return ST_OK;
 }
@@ -895,7 +871,7 @@ s_update (bus_call_t *call, const void *request, void **reply)
     if (req->_archived_case)
         chat.archived = req->archived;
     if (chatstore_chat_update (e.db, &chat, e.now) || s_chat_event (&e, "chat.updated", &chat))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = s_chat_message (call, &chat, &m);
     return ST_OK;
 }
@@ -924,14 +900,14 @@ s_members (bus_call_t *call, const void *request, void **reply)
     status_t st = s_access (call, req->chat_id, &chat, &me);
     if (st != ST_OK)
         return st;
-    uint32_t limit = s_limit (req->limit);
+    uint32_t limit = bus_page_limit (req->limit);
     char **ids;
     int *roles;
     int64_t *muted;
     size_t n = 0;
     if (chatstore_members (bus_call_db (call), chat.id, req->cursor, limit + 1, bus_call_arena (call),
                            &ids, &roles, &muted, NULL, &n))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Chat__MemberList *out = arena_msg (bus_call_arena (call), &chat__member_list__descriptor);
     if (n > limit) {
         n = limit;
@@ -977,7 +953,7 @@ s_members_add (bus_call_t *call, const void *request, void **reply)
     if (req->n_user_ids == 0 || req->n_user_ids > MEMBERS_MAX)
         return bus_call_fail (call, ST_BAD_REQUEST, "user_ids", "user_ids: 1 to 1000 ids");
     for (size_t i = 0; i < req->n_user_ids; i++) {
-        if (s_id (call, "user_ids", req->user_ids[i]))
+        if (bus_call_check_id (call, "user_ids", req->user_ids[i]))
             return ST_BAD_REQUEST;
         int mask = 0;
         if ((st = s_roles (call, chat.org_id, req->user_ids[i], &mask)))
@@ -991,7 +967,7 @@ s_members_add (bus_call_t *call, const void *request, void **reply)
                                   "only a verified teacher or an admin adds students or parents");
     }
     if (db_begin (e.db))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     int failed = 0;
     for (size_t i = 0; i < req->n_user_ids && !failed; i++) {
         membership_t m;
@@ -1008,7 +984,7 @@ s_members_add (bus_call_t *call, const void *request, void **reply)
         return st;
     Chat__MembersRequest list = CHAT__MEMBERS_REQUEST__INIT;
     list.chat_id = chat.id;
-    list.limit = LIMIT_MAX;
+    list.limit = UINT32_MAX;     /* the most a page holds */
     return s_members (call, &list, reply);
 }
 
@@ -1022,10 +998,10 @@ s_member_update (bus_call_t *call, const void *request, void **reply)
     status_t st = s_access (call, req->chat_id, &chat, &me);
     if (st != ST_OK)
         return st;
-    if (s_id (call, "user_id", req->user_id))
+    if (bus_call_check_id (call, "user_id", req->user_id))
         return ST_BAD_REQUEST;
     if (chatstore_member_get (e.db, chat.id, req->user_id, &them) < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!them.role)
         return bus_call_fail (call, ST_NOT_FOUND, "user_id", "not a member of this chat");
     if (!s_moderates (&me) || (them.role == OWNER && me.role != OWNER))
@@ -1047,7 +1023,7 @@ s_member_update (bus_call_t *call, const void *request, void **reply)
     }
     if (chatstore_member_set (e.db, chat.id, req->user_id, role, muted) < 0
         || (role != them.role && s_member_event (&e, "chat.member_added", &chat, req->user_id, role, "role")))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = s_member_message (call, req->user_id, role, muted);
     return ST_OK;
 }
@@ -1063,11 +1039,11 @@ s_member_remove (bus_call_t *call, const void *request, void **reply)
     status_t st = s_access (call, req->chat_id, &chat, &me);
     if (st != ST_OK)
         return st;
-    if (s_id (call, "user_id", req->user_id))
+    if (bus_call_check_id (call, "user_id", req->user_id))
         return ST_BAD_REQUEST;
     int self = strcmp (req->user_id, bus_call_user (call)) == 0;
     if (chatstore_member_get (e.db, chat.id, req->user_id, &them) < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!them.role)
         return bus_call_fail (call, ST_NOT_FOUND, "user_id", "not a member of this chat");
     if (!self && (!s_moderates (&me) || them.role == OWNER))
@@ -1079,7 +1055,7 @@ s_member_remove (bus_call_t *call, const void *request, void **reply)
     }
     if (chatstore_member_delete (e.db, chat.id, req->user_id) < 0
         || s_member_event (&e, "chat.member_removed", &chat, req->user_id, them.role, self ? "left" : "removed"))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -1089,12 +1065,12 @@ s_member_join (bus_call_t *call, const void *request, void **reply)
     (void) reply;
     const Chat__MemberJoinRequest *req = request;
     env_t e = s_env_call (call);
-    if (s_id (call, "chat_id", req->chat_id) || s_id (call, "user_id", req->user_id))
+    if (bus_call_check_id (call, "chat_id", req->chat_id) || bus_call_check_id (call, "user_id", req->user_id))
         return ST_BAD_REQUEST;
     chat_t chat;
     int found = chatstore_chat_get (e.db, req->chat_id, &chat);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "chat_id", "no such chat");
     if (chat.archived) {
@@ -1103,13 +1079,13 @@ s_member_join (bus_call_t *call, const void *request, void **reply)
     }
     membership_t m;
     if (chatstore_member_get (e.db, chat.id, req->user_id, &m) < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (m.role)
         return ST_OK;
     int role = chat.kind == CHAT__CHAT_KIND__CHAT_KIND_CHANNEL ? READONLY : MEMBER;
     if (chatstore_member_put (e.db, chat.id, req->user_id, role, 0, e.now)
         || s_member_event (&e, "chat.member_added", &chat, req->user_id, role, "invitation"))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -1125,7 +1101,7 @@ s_audience (bus_call_t *call, const void *request, void **reply)
     Chat__AudienceReply *out = arena_msg (bus_call_arena (call), &chat__audience_reply__descriptor);
     if (chatstore_members (bus_call_db (call), chat.id, NULL, 0, bus_call_arena (call), &out->user_ids,
                            NULL, NULL, NULL, &out->n_user_ids))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = out;
     return ST_OK;
 }
@@ -1143,7 +1119,7 @@ s_history (bus_call_t *call, const void *request, void **reply)
         return st;
     if (req->_before_case && req->_after_case)
         return bus_call_fail (call, ST_BAD_REQUEST, "after", "give before or after, not both");
-    uint32_t limit = s_limit (req->limit);
+    uint32_t limit = bus_page_limit (req->limit);
     Chat__MessageList *out = arena_msg (bus_call_arena (call), &chat__message_list__descriptor);
     int more = 0;
     /*  after=0 is a real position (before the first message), so whether
@@ -1151,7 +1127,7 @@ s_history (bus_call_t *call, const void *request, void **reply)
     if (chatstore_history (bus_call_db (call), chat.id, req->_before_case ? req->before : 0,
                            req->_after_case ? &req->after : NULL, limit, bus_call_arena (call),
                            &out->items, &out->n_items, &more))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     s_fill_message_names (call, out->items, out->n_items);
     if (more && out->n_items) {
         out->_next_case = CHAT__MESSAGE_LIST___NEXT_NEXT;
@@ -1219,7 +1195,7 @@ s_post (bus_call_t *call, const void *request, void **reply)
         Chat__Message *done = NULL;
         int found = chatstore_message_by_client (e.db, chat.id, me, req->client_id, e.arena, &done);
         if (found < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (found) {
             s_fill_message_names (call, &done, 1);
             *reply = done;
@@ -1228,11 +1204,11 @@ s_post (bus_call_t *call, const void *request, void **reply)
     }
     if (req->_reply_to_case && req->reply_to && *req->reply_to) {
         Chat__Message *orig = NULL;
-        if (s_id (call, "reply_to", req->reply_to))
+        if (bus_call_check_id (call, "reply_to", req->reply_to))
             return ST_BAD_REQUEST;
         int found = chatstore_message_get (e.db, chat.id, req->reply_to, e.arena, &orig, NULL);
         if (found < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (!found)
             return bus_call_fail (call, ST_BAD_REQUEST, "reply_to", "reply_to must be a message of this chat");
     }
@@ -1242,15 +1218,15 @@ s_post (bus_call_t *call, const void *request, void **reply)
     if (chatstore_chat_next_seq (e.db, chat.id, &seq)
         || chatstore_message_insert (e.db, id, chat.id, seq, me, text,
                                      req->_reply_to_case ? req->reply_to : NULL, req->client_id, e.now))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     /*  Your own message is read. */
     chatstore_member_read (e.db, chat.id, me, seq);
     Chat__Message *msg = NULL;
     if (chatstore_message_get (e.db, chat.id, id, e.arena, &msg, NULL) != 1)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     s_fill_message_names (call, &msg, 1);
     if (s_message_event (&e, "chat.message.posted", &chat, msg, NULL))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = msg;
     return ST_OK;
 }
@@ -1265,13 +1241,13 @@ s_edit (bus_call_t *call, const void *request, void **reply)
     status_t st = s_access (call, req->chat_id, &chat, &m);
     if (st != ST_OK)
         return st;
-    if (s_id (call, "id", req->id))
+    if (bus_call_check_id (call, "id", req->id))
         return ST_BAD_REQUEST;
     Chat__Message *msg = NULL;
     message_head_t head;
     int found = chatstore_message_get (e.db, chat.id, req->id, e.arena, &msg, &head);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found || head.deleted)
         return bus_call_fail (call, ST_NOT_FOUND, "id", "no such message");
     if (strcmp (head.author_id, bus_call_user (call)) != 0)
@@ -1287,10 +1263,10 @@ s_edit (bus_call_t *call, const void *request, void **reply)
     char *previous = msg->text;
     if (chatstore_message_edit (e.db, msg->id, previous, text, bus_call_user (call), e.now)
         || chatstore_message_get (e.db, chat.id, req->id, e.arena, &msg, NULL) != 1)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     s_fill_message_names (call, &msg, 1);
     if (s_message_event (&e, "chat.message.edited", &chat, msg, previous))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = msg;
     return ST_OK;
 }
@@ -1306,13 +1282,13 @@ s_delete (bus_call_t *call, const void *request, void **reply)
     status_t st = s_access (call, req->chat_id, &chat, &m);
     if (st != ST_OK)
         return st;
-    if (s_id (call, "id", req->id))
+    if (bus_call_check_id (call, "id", req->id))
         return ST_BAD_REQUEST;
     Chat__Message *msg = NULL;
     message_head_t head;
     int found = chatstore_message_get (e.db, chat.id, req->id, e.arena, &msg, &head);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found || head.deleted)
         return bus_call_fail (call, ST_NOT_FOUND, "id", "no such message");
     int allowed = strcmp (head.author_id, bus_call_user (call)) == 0 || s_moderates (&m)
@@ -1323,7 +1299,7 @@ s_delete (bus_call_t *call, const void *request, void **reply)
     if (chatstore_message_delete (e.db, msg->id, bus_call_user (call), e.now)
         || chatstore_message_get (e.db, chat.id, req->id, e.arena, &msg, NULL) != 1
         || s_message_event (&e, "chat.message.deleted", &chat, msg, NULL))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -1342,13 +1318,13 @@ s_read (bus_call_t *call, const void *request, void **reply)
         return bus_call_fail (call, ST_BAD_REQUEST, "seq", "seq is beyond the chat's last message (%llu)",
                               (unsigned long long) chat.last_seq);
     if (chatstore_member_read (e.db, chat.id, bus_call_user (call), req->seq) < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Chat__ReadEvent ev = CHAT__READ_EVENT__INIT;
     ev.chat_id = chat.id;
     ev.user_id = (char *) bus_call_user (call);
     ev.seq = req->seq > m.read_seq ? req->seq : m.read_seq;
     if (s_emit (&e, "chat.read", chat.org_id, &ev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -1378,7 +1354,7 @@ s_search (bus_call_t *call, const void *request, void **reply)
     char **orgs = arena_alloc (arena, (caller->n_orgs + 1) * sizeof (char *));
     for (size_t i = 0; i < caller->n_orgs; i++)
         orgs[i] = caller->orgs[i]->org_id;
-    uint32_t limit = s_limit (req->limit);
+    uint32_t limit = bus_page_limit (req->limit);
     Chat__MessageList *out = arena_msg (arena, &chat__message_list__descriptor);
     int more = 0;
     int rc = chatstore_search (bus_call_db (call), bus_call_user (call), match, chat_id, orgs,
@@ -1386,7 +1362,7 @@ s_search (bus_call_t *call, const void *request, void **reply)
                                &more);
     free (match);
     if (rc)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     s_fill_message_names (call, out->items, out->n_items);
     if (more && out->n_items) {
         out->_next_case = CHAT__MESSAGE_LIST___NEXT_NEXT;

@@ -37,12 +37,6 @@ typedef struct {
 
 /* --- helpers --- */
 
-static status_t
-s_db_error (bus_call_t *call)
-{
-    return bus_call_fail (call, ST_UNAVAILABLE, NULL, "the database is busy, try again");
-}
-
 static int
 s_is_operator (identity_t *ctx, const char *phone)
 {
@@ -132,7 +126,7 @@ s_code_check (bus_call_t *call, const char *phone, const char *code)
     int attempts = 0;
     int found = idstore_otp_get (db, phone, stored, &expires_at, &attempts);
     if (found < 0 || idstore_otp_key (db, key))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found || attempts <= 0) {
         bus_call_set_code (call, "invalid_code");
         return bus_call_fail (call, ST_UNAUTHORIZED, "code",
@@ -148,13 +142,13 @@ s_code_check (bus_call_t *call, const char *phone, const char *code)
         attempts--;
         /*  The attempt must count: if it cannot be recorded, nothing more. */
         if ((attempts <= 0 ? idstore_otp_delete (db, phone) : idstore_otp_set_attempts (db, phone, attempts)))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         bus_call_set_code (call, "invalid_code");
         return bus_call_fail (call, ST_UNAUTHORIZED, "code",
                               attempts > 0 ? "wrong code" : "wrong code; that was the last try, ask for a new one");
     }
     if (idstore_otp_delete (db, phone))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -196,17 +190,17 @@ s_open_session (bus_call_t *call, const id_user_t *user, int code_verified, void
     const Bus__Caller *caller = bus_call_caller (call);
     if (idstore_session_create (bus_call_db (call), id, user->id, hash, bus_call_now (call),
                                 caller ? caller->user_agent : "", caller ? caller->ip : ""))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     /*  Roles waiting for this phone become the user's now, but only after a
         code proved they hold the phone today (numbers get reassigned). */
     Identity__OrgRole **bound;
     size_t n_bound = 0;
     if (code_verified
         && idstore_roles_bind_phone (bus_call_db (call), user->id, user->phone, arena, &bound, &n_bound))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     for (size_t i = 0; i < n_bound; i++)
         if (s_role_event (call, "identity.role.granted", bound[i], "bound to the phone"))
-            return s_db_error (call);
+            return bus_call_db_error (call);
     Identity__AuthReply *out = arena_msg (arena, &identity__auth_reply__descriptor);
     out->token = arena_strdup (arena, token);
     out->user = s_user_msg (arena, user);
@@ -229,13 +223,13 @@ s_otp_send (bus_call_t *call, const void *request, void **reply)
     db_t *db = bus_call_db (call);
     unsigned char key[32], hash[32];
     if (idstore_otp_key (db, key))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     char code[8];
     snprintf (code, sizeof code, "%06u", (unsigned) randombytes_uniform (1000000));
     s_code_hash (key, phone, code, hash);
     int64_t now = bus_call_now (call);
     if (idstore_otp_put (db, phone, hash, now + CODE_TTL_MS, CODE_ATTEMPTS, now))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     char text[160];
     snprintf (text, sizeof text, "Parta: код для входа %s. Никому не сообщайте его.", code);
     sodium_memzero (code, sizeof code);
@@ -257,7 +251,7 @@ s_in_txn (bus_call_t *call, status_t (*body) (bus_call_t *, const void *, void *
 {
     db_t *db = bus_call_db (call);
     if (db_begin (db))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     status_t st = body (call, request, reply, extra);
     int keep = st == ST_OK || st == ST_UNAUTHORIZED;
     if (st == ST_OK && !reply)
@@ -266,7 +260,7 @@ s_in_txn (bus_call_t *call, status_t (*body) (bus_call_t *, const void *, void *
         if (db_txn_depth (db))
             db_rollback (db);
         *reply = NULL;
-        return s_db_error (call);
+        return bus_call_db_error (call);
     }
     return st;
 }
@@ -285,7 +279,7 @@ s_sign_up_check (bus_call_t *call, const void *request, void **reply, void *extr
     id_user_t existing;
     int found = idstore_user_by_phone (bus_call_db (call), user->phone, &existing);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (found) {
         bus_call_set_code (call, "already_registered");
         return bus_call_fail (call, ST_CONFLICT, "phone",
@@ -311,7 +305,7 @@ s_sign_up_create (bus_call_t *call, const void *request, void **reply, void *ext
     ev.user_id = user->id;
     ev.full_name = user->full_name;
     if (bus_call_event (call, "identity.user.registered", "", &ev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return s_open_session (call, user, 1, reply);
 }
 
@@ -371,7 +365,7 @@ s_login (bus_call_t *call, const void *request, void **reply)
     id_user_t user;
     int found = idstore_user_by_phone (bus_call_db (call), phone, &user);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found) {
         bus_call_set_code (call, "user_not_found");
         return bus_call_fail (call, ST_NOT_FOUND, "phone", "no user with this phone: sign up first");
@@ -409,9 +403,9 @@ s_logout (bus_call_t *call, const void *request, void **reply)
     int rc = idstore_session_revoke (bus_call_db (call), caller->user_id, caller->session_id,
                                      "logout", bus_call_now (call));
     if (rc < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (rc > 0 && s_revoke_event (call, caller->user_id, caller->session_id, "logout"))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -430,7 +424,7 @@ s_authenticate (bus_call_t *call, const void *request, void **reply)
     id_session_t s;
     int found = idstore_session_by_token (db, hash, &s);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     int64_t now = bus_call_now (call);
     if (!found || s.revoked || s.last_seen_at + SESSION_IDLE_MS < now)
         return bus_call_fail (call, ST_UNAUTHORIZED, NULL, "the token is not valid");
@@ -442,7 +436,7 @@ s_authenticate (bus_call_t *call, const void *request, void **reply)
     Identity__OrgRole **roles;
     size_t n = 0;
     if (idstore_roles_by_user (db, user.id, arena, &roles, &n))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Bus__Caller *out = arena_msg (arena, &bus__caller__descriptor);
     out->user_id = arena_strdup (arena, user.id);
     out->session_id = arena_strdup (arena, s.id);
@@ -485,7 +479,7 @@ s_me (bus_call_t *call, const void *request, void **reply)
     Identity__OrgRole **roles;
     size_t n = 0;
     if (idstore_roles_by_user (db, user.id, arena, &roles, &n))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Identity__MeReply *out = arena_msg (arena, &identity__me_reply__descriptor);
     out->user = s_user_msg (arena, &user);
     out->operator_ = s_is_operator (ctx, user.phone);
@@ -522,10 +516,10 @@ s_end_sessions (bus_call_t *call, const char *user_id, const char *keep, const c
     size_t n = 0;
     if (idstore_sessions_end (bus_call_db (call), user_id, keep, reason, bus_call_now (call), arena,
                               &ids, &n))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     for (size_t i = 0; i < n; i++)
         if (s_revoke_event (call, user_id, ids[i], reason))
-            return s_db_error (call);
+            return bus_call_db_error (call);
     if (ended)
         *ended = (uint32_t) n;
     return ST_OK;
@@ -564,16 +558,16 @@ s_me_update_txn (bus_call_t *call, const void *request, void **reply, void *extr
     }
     if ((change->name || change->hash)
         && idstore_user_update (db, caller->user_id, change->name, change->hash, bus_call_now (call)))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (change->hash
         && s_end_sessions (call, caller->user_id, caller->session_id, "password_changed", NULL))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (change->name) {
         Identity__UserUpdated ev = IDENTITY__USER_UPDATED__INIT;
         ev.user_id = caller->user_id;
         ev.full_name = (char *) change->name;
         if (bus_call_event (call, "identity.user.updated", "", &ev.base))
-            return s_db_error (call);
+            return bus_call_db_error (call);
     }
     if (idstore_user_by_id (db, caller->user_id, &user) != 1)
         return bus_call_fail (call, ST_NOT_FOUND, NULL, "no such user");
@@ -644,7 +638,7 @@ s_sessions (bus_call_t *call, const void *request, void **reply)
     if (idstore_sessions_list (bus_call_db (call), caller->user_id,
                                bus_call_now (call) - SESSION_IDLE_MS, bus_call_arena (call),
                                &out->items, &out->n_items))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     for (size_t i = 0; i < out->n_items; i++)
         out->items[i]->current = strcmp (out->items[i]->id, caller->session_id) == 0;
     *reply = out;
@@ -662,11 +656,11 @@ s_session_revoke (bus_call_t *call, const void *request, void **reply)
     int rc = idstore_session_revoke (bus_call_db (call), caller->user_id, req->session_id,
                                      "revoked", bus_call_now (call));
     if (rc < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (rc == 0)
         return bus_call_fail (call, ST_NOT_FOUND, "session_id", "no such session");
     if (s_revoke_event (call, caller->user_id, req->session_id, "revoked"))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -697,13 +691,13 @@ s_security_report (bus_call_t *call, const void *request, void **reply)
     if (s_end_sessions (call, caller->user_id, NULL, "security_report", &ev.sessions_ended) != ST_OK
         || idstore_user_clear_password (db, caller->user_id, bus_call_now (call))
         || idstore_otp_delete (db, user.phone))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     ev.user_id = caller->user_id;
     ev.comment = comment;
     if (idstore_user_orgs (db, caller->user_id, arena, &ev.org_ids, &ev.n_org_ids))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (bus_call_event (call, "identity.security.reported", "", &ev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     log_warn (bus_call_trace (call), "unauthorized access reported user=%s sessions_ended=%u",
               caller->user_id, ev.sessions_ended);
     return ST_OK;
@@ -736,7 +730,7 @@ s_role_grant (bus_call_t *call, const void *request, void **reply)
     if (req->user_id && *req->user_id) {
         int found = idstore_user_by_id (db, req->user_id, &user);
         if (found < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (!found)
             return bus_call_fail (call, ST_NOT_FOUND, "user_id", "no such user");
         user_id = user.id;
@@ -749,13 +743,13 @@ s_role_grant (bus_call_t *call, const void *request, void **reply)
     Identity__OrgRole *row = NULL;
     int exists = idstore_role_get (db, req->org_id, user_id, phone, req->role, arena, &row);
     if (exists < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!exists) {
         if (idstore_role_insert (db, req->org_id, user_id, phone, req->role, bus_call_now (call))
             || idstore_role_get (db, req->org_id, user_id, phone, req->role, arena, &row) != 1)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (s_role_event (call, "identity.role.granted", row, NULL))
-            return s_db_error (call);
+            return bus_call_db_error (call);
     }
     *reply = row;
     return ST_OK;
@@ -776,7 +770,7 @@ s_role_revoke (bus_call_t *call, const void *request, void **reply)
             return ST_BAD_REQUEST;
         int gone = idstore_role_delete_phone (db, req->org_id, phone, req->role);
         if (gone < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (!gone)
             return bus_call_fail (call, ST_NOT_FOUND, "phone", "no role waits for this phone");
         return ST_OK;
@@ -787,7 +781,7 @@ s_role_revoke (bus_call_t *call, const void *request, void **reply)
     int exists = idstore_role_get (db, req->org_id, req->user_id, NULL, req->role,
                                    bus_call_arena (call), &row);
     if (exists < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!exists)
         return bus_call_fail (call, ST_NOT_FOUND, "role", "the user does not hold this role here");
     if (req->role == BUS__ROLE__ROLE_ADMIN && idstore_admin_count (db, req->org_id) <= 1) {
@@ -797,7 +791,7 @@ s_role_revoke (bus_call_t *call, const void *request, void **reply)
     }
     if (idstore_role_delete (db, req->org_id, req->user_id, req->role) < 0
         || s_role_event (call, "identity.role.revoked", row, NULL))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -816,17 +810,17 @@ s_role_verify (bus_call_t *call, const void *request, void **reply)
     int exists = idstore_role_get (db, req->org_id, req->user_id, NULL, BUS__ROLE__ROLE_TEACHER,
                                    arena, &row);
     if (exists < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!exists) {
         bus_call_set_code (call, "not_a_teacher");
         return bus_call_fail (call, ST_CONFLICT, "user_id", "the user is not a teacher of this organisation");
     }
     if (row->verified != req->verified) {
         if (idstore_role_set_verified (db, req->org_id, req->user_id, req->verified, bus_call_now (call)) < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         row->verified = req->verified;
         if (s_role_event (call, "identity.teacher.verified", row, note))
-            return s_db_error (call);
+            return bus_call_db_error (call);
     }
     *reply = row;
     return ST_OK;
@@ -839,7 +833,7 @@ s_roles_by_org (bus_call_t *call, const void *request, void **reply)
     Identity__RoleList *out = arena_msg (bus_call_arena (call), &identity__role_list__descriptor);
     if (idstore_roles_by_org (bus_call_db (call), req->org_id, req->role, bus_call_arena (call),
                               &out->items, &out->n_items))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = out;
     return ST_OK;
 }
@@ -851,7 +845,7 @@ s_roles_by_user (bus_call_t *call, const void *request, void **reply)
     Identity__RoleList *out = arena_msg (bus_call_arena (call), &identity__role_list__descriptor);
     if (idstore_roles_by_user (bus_call_db (call), req->user_id, bus_call_arena (call),
                                &out->items, &out->n_items))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = out;
     return ST_OK;
 }
@@ -865,7 +859,7 @@ s_users_get (bus_call_t *call, const void *request, void **reply)
     Identity__UserList *out = arena_msg (bus_call_arena (call), &identity__user_list__descriptor);
     if (idstore_users_get (bus_call_db (call), req->ids, req->n_ids, bus_call_arena (call),
                            &out->items, &out->n_items))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = out;
     return ST_OK;
 }
@@ -880,7 +874,7 @@ s_user_by_phone (bus_call_t *call, const void *request, void **reply)
     id_user_t user;
     int found = idstore_user_by_phone (bus_call_db (call), phone, &user);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "phone", "no user with this phone");
     *reply = s_user_msg (bus_call_arena (call), &user);

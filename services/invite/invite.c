@@ -21,8 +21,6 @@
 
 #define ROLE_BIT(r) (1 << (r))
 #define HOUR_MS (3600LL * 1000)
-#define LIMIT_DEFAULT 50
-#define LIMIT_MAX 200
 #define REDEMPTION_PENDING 1
 #define REDEMPTION_DONE 2
 
@@ -35,60 +33,12 @@ typedef struct {
 /* --- helpers --- */
 
 static status_t
-s_db_error (bus_call_t *call)
-{
-    return bus_call_fail (call, ST_UNAVAILABLE, NULL, "the database is busy, try again");
-}
-
-static uint32_t
-s_limit (uint32_t limit)
-{
-    return limit == 0 ? LIMIT_DEFAULT : limit > LIMIT_MAX ? LIMIT_MAX : limit;
-}
-
-static status_t
-s_id (bus_call_t *call, const char *field, const char *value)
-{
-    if (!value || !*value)
-        return bus_call_fail (call, ST_BAD_REQUEST, field, "%s is required", field);
-    if (!ulid_valid (value))
-        return bus_call_fail (call, ST_BAD_REQUEST, field, "%s is not an id", field);
-    return ST_OK;
-}
-
-/*  Calls another service on behalf of the caller; its error becomes ours. */
-static status_t
-s_call (bus_call_t *call, const char *service, const char *method, const ProtobufCMessage *req,
-        const ProtobufCMessageDescriptor *reply_desc, void **reply)
-{
-    bus_call_opts_t opts = {
-        .timeout_ms = 3000,
-        .caller = bus_call_caller (call),
-        .trace_id = bus_call_trace (call),
-    };
-    Bus__Reply *result = NULL;
-    void *ignored = NULL;
-    status_t st = bus_client_call (bus_call_client (call), service, method, req, &opts, reply_desc,
-                                   bus_call_arena (call),
-                                   (ProtobufCMessage **) (reply ? reply : &ignored), &result);
-    if (st != ST_OK) {
-        if (result && result->code && *result->code)
-            bus_call_set_code (call, result->code);
-        bus_call_fail (call, st, result && result->field && *result->field ? result->field : NULL,
-                       "%s", result && result->message && *result->message
-                                 ? result->message
-                                 : "another service could not do it");
-    }
-    return st;
-}
-
-static status_t
 s_roles_of (bus_call_t *call, const char *org_id, const char *user_id, int *mask, int *verified)
 {
     Identity__RolesByUserRequest req = IDENTITY__ROLES_BY_USER_REQUEST__INIT;
     req.user_id = (char *) user_id;
     Identity__RoleList *list = NULL;
-    status_t st = s_call (call, "identity", "identity.roles_by_user", &req.base,
+    status_t st = bus_call_forward (call, "identity", "identity.roles_by_user", &req.base,
                           &identity__role_list__descriptor, (void **) &list);
     if (st != ST_OK)
         return st;
@@ -110,7 +60,7 @@ s_unit (bus_call_t *call, const char *org_id, const char *unit_id, Org__Unit **u
     Org__UnitIdRequest req = ORG__UNIT_ID_REQUEST__INIT;
     req.org_id = (char *) org_id;
     req.unit_id = (char *) unit_id;
-    return s_call (call, "org", "org.unit_get", &req.base, &org__unit__descriptor, (void **) unit);
+    return bus_call_forward (call, "org", "org.unit_get", &req.base, &org__unit__descriptor, (void **) unit);
 }
 
 static status_t
@@ -118,7 +68,7 @@ s_chat (bus_call_t *call, const char *chat_id, Chat__Chat **chat)
 {
     Chat__ChatIdRequest req = CHAT__CHAT_ID_REQUEST__INIT;
     req.chat_id = (char *) chat_id;
-    return s_call (call, "chat", "chat.get_internal", &req.base, &chat__chat__descriptor,
+    return bus_call_forward (call, "chat", "chat.get_internal", &req.base, &chat__chat__descriptor,
                    (void **) chat);
 }
 
@@ -140,7 +90,7 @@ s_event (bus_call_t *call, const char *type, const inv_t *inv, const char *user_
 static status_t
 s_txn_begin (bus_call_t *call)
 {
-    return db_begin (bus_call_db (call)) ? s_db_error (call) : ST_OK;
+    return db_begin (bus_call_db (call)) ? bus_call_db_error (call) : ST_OK;
 }
 
 static status_t
@@ -150,7 +100,7 @@ s_txn_end (bus_call_t *call, status_t st)
     if (st == ST_OK ? db_commit (db) : db_rollback (db)) {
         if (db_txn_depth (db))
             db_rollback (db);
-        return st == ST_OK ? s_db_error (call) : st;
+        return st == ST_OK ? bus_call_db_error (call) : st;
     }
     return st;
 }
@@ -197,7 +147,7 @@ s_create (bus_call_t *call, const void *request, void **reply)
     Chat__Chat *chat = NULL;
     status_t st;
     if (req->_unit_id_case && req->unit_id && *req->unit_id) {
-        if ((st = s_id (call, "unit_id", req->unit_id)) || (st = s_unit (call, req->org_id, req->unit_id, &unit)))
+        if ((st = bus_call_check_id (call, "unit_id", req->unit_id)) || (st = s_unit (call, req->org_id, req->unit_id, &unit)))
             return st;
         if (unit->archived)
             return bus_call_fail (call, ST_CONFLICT, "unit_id", "the unit is archived");
@@ -210,7 +160,7 @@ s_create (bus_call_t *call, const void *request, void **reply)
         snprintf (inv.unit_id, sizeof inv.unit_id, "%s", unit->id);
     }
     if (req->_chat_id_case && req->chat_id && *req->chat_id) {
-        if ((st = s_id (call, "chat_id", req->chat_id)) || (st = s_chat (call, req->chat_id, &chat)))
+        if ((st = bus_call_check_id (call, "chat_id", req->chat_id)) || (st = s_chat (call, req->chat_id, &chat)))
             return st;
         if (strcmp (chat->org_id, req->org_id) != 0)
             return bus_call_fail (call, ST_NOT_FOUND, "chat_id", "no such chat");
@@ -224,7 +174,7 @@ s_create (bus_call_t *call, const void *request, void **reply)
         if (req->role != BUS__ROLE__ROLE_PARENT)
             return bus_call_fail (call, ST_BAD_REQUEST, "student_id",
                                   "only an invitation for a parent names a student");
-        if ((st = s_id (call, "student_id", req->student_id)))
+        if ((st = bus_call_check_id (call, "student_id", req->student_id)))
             return st;
         int mask = 0;
         if ((st = s_roles_of (call, req->org_id, req->student_id, &mask, NULL)))
@@ -241,7 +191,7 @@ s_create (bus_call_t *call, const void *request, void **reply)
             sreq.org_ids = orgs;
             sreq.n_org_ids = 1;
             Org__SummaryReply *summary = NULL;
-            if ((st = s_call (call, "org", "org.summary", &sreq.base, &org__summary_reply__descriptor,
+            if ((st = bus_call_forward (call, "org", "org.summary", &sreq.base, &org__summary_reply__descriptor,
                               (void **) &summary)))
                 return st;
             int in_group = 0;
@@ -278,7 +228,7 @@ s_create (bus_call_t *call, const void *request, void **reply)
     if ((st = s_txn_begin (call)))
         return st;
     int bad = invstore_insert (bus_call_db (call), &inv, hash) || s_event (call, "invite.created", &inv, NULL);
-    if ((st = s_txn_end (call, bad ? s_db_error (call) : ST_OK)))
+    if ((st = s_txn_end (call, bad ? bus_call_db_error (call) : ST_OK)))
         return st;
     Invite__Invitation *out = invstore_message (&inv, bus_call_now (call), arena);
     out->_token_case = INVITE__INVITATION___TOKEN_TOKEN;
@@ -309,8 +259,8 @@ s_list (bus_call_t *call, const void *request, void **reply)
     }
     Invite__InvitationList *out = arena_msg (bus_call_arena (call), &invite__invitation_list__descriptor);
     if (invstore_list (bus_call_db (call), req->org_id, creator, req->status, bus_call_now (call),
-                       req->cursor, s_limit (req->limit), bus_call_arena (call), out))
-        return s_db_error (call);
+                       req->cursor, bus_page_limit (req->limit), bus_call_arena (call), out))
+        return bus_call_db_error (call);
     *reply = out;
     return ST_OK;
 }
@@ -320,21 +270,21 @@ s_revoke (bus_call_t *call, const void *request, void **reply)
 {
     (void) reply;
     const Invite__IdRequest *req = request;
-    if (s_id (call, "id", req->id))
+    if (bus_call_check_id (call, "id", req->id))
         return ST_BAD_REQUEST;
     inv_t inv;
     int found = invstore_get (bus_call_db (call), req->org_id, req->id, &inv);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "id", "no such invitation");
     if (!s_is_admin (call, req->org_id) && strcmp (inv.creator_id, bus_call_user (call)) != 0)
         return bus_call_fail (call, ST_FORBIDDEN, NULL, "only admins and its creator revoke an invitation");
     int changed = invstore_revoke (bus_call_db (call), req->org_id, req->id, bus_call_now (call));
     if (changed < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (changed && s_event (call, "invite.revoked", &inv, NULL))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -353,12 +303,12 @@ s_revoke_unused (bus_call_t *call, const void *request, void **reply)
     char **ids;
     size_t n = 0;
     if (invstore_revoke_unused (bus_call_db (call), req->org_id, before, now, bus_call_arena (call), &ids, &n))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     for (size_t i = 0; i < n; i++) {
         inv_t inv;
         if (invstore_get (bus_call_db (call), req->org_id, ids[i], &inv) == 1
             && s_event (call, "invite.revoked", &inv, NULL))
-            return s_db_error (call);
+            return bus_call_db_error (call);
     }
     Invite__RevokeUnusedReply *out = arena_msg (bus_call_arena (call), &invite__revoke_unused_reply__descriptor);
     out->revoked = (uint32_t) n;
@@ -381,7 +331,7 @@ s_guard (bus_call_t *call)
     int64_t until = 0;
     if (invstore_guesses (bus_call_db (call), caller->ip, bus_call_now (call), ctx->guess_window_ms,
                           &count, &until))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (count >= ctx->guesses) {
         bus_call_set_retry_after (call, (int) ((until - bus_call_now (call)) / 1000 + 1));
         return bus_call_fail (call, ST_RATE_LIMITED, NULL,
@@ -402,7 +352,7 @@ s_lookup (bus_call_t *call, const char *token, inv_t *inv)
     crypto_hash_sha256 (hash, (const unsigned char *) token, strlen (token));
     int found = invstore_by_token (bus_call_db (call), hash, inv);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found) {
         const Bus__Caller *caller = bus_call_caller (call);
         invite_ctx_t *ctx = bus_call_context (call);
@@ -434,7 +384,7 @@ s_preview (bus_call_t *call, const void *request, void **reply)
     sreq.n_org_ids = 1;
     sreq.user_id = "";
     Org__SummaryReply *summary = NULL;
-    if (s_call (call, "org", "org.summary", &sreq.base, &org__summary_reply__descriptor,
+    if (bus_call_forward (call, "org", "org.summary", &sreq.base, &org__summary_reply__descriptor,
                 (void **) &summary) == ST_OK && summary->n_items)
         out->org->name = summary->items[0]->name;
     if (inv.unit_id[0]) {
@@ -472,7 +422,7 @@ s_join_effects (bus_call_t *call, const char *org_id, int role, const char *unit
     grant.org_id = (char *) org_id;
     grant.user_id = (char *) user_id;
     grant.role = (Bus__Role) role;
-    status_t st = s_call (call, "identity", "identity.role_grant", &grant.base,
+    status_t st = bus_call_forward (call, "identity", "identity.role_grant", &grant.base,
                           &identity__org_role__descriptor, NULL);
     if (st != ST_OK)
         return st;
@@ -484,7 +434,7 @@ s_join_effects (bus_call_t *call, const char *org_id, int role, const char *unit
         join.unit_id = (char *) (unit_id ? unit_id : "");
         join.user_id = (char *) user_id;
         join.role = (Bus__Role) role;
-        if ((st = s_call (call, "org", "org.unit_join", &join.base, NULL, NULL)))
+        if ((st = bus_call_forward (call, "org", "org.unit_join", &join.base, NULL, NULL)))
             return st;
     }
     if (student_id && *student_id) {
@@ -492,14 +442,14 @@ s_join_effects (bus_call_t *call, const char *org_id, int role, const char *unit
         g.org_id = (char *) org_id;
         g.parent_id = (char *) user_id;
         g.student_id = (char *) student_id;
-        if ((st = s_call (call, "org", "org.guardian_add", &g.base, &org__guardian__descriptor, NULL)))
+        if ((st = bus_call_forward (call, "org", "org.guardian_add", &g.base, &org__guardian__descriptor, NULL)))
             return st;
     }
     if (chat_id && *chat_id) {
         Chat__MemberJoinRequest j = CHAT__MEMBER_JOIN_REQUEST__INIT;
         j.chat_id = (char *) chat_id;
         j.user_id = (char *) user_id;
-        if ((st = s_call (call, "chat", "chat.member_join", &j.base, NULL, NULL)))
+        if ((st = bus_call_forward (call, "chat", "chat.member_join", &j.base, NULL, NULL)))
             return st;
     }
     return ST_OK;
@@ -545,7 +495,7 @@ s_accept (bus_call_t *call, const void *request, void **reply)
     }
     int state = invstore_redemption (db, inv.id, user);
     if (state < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (state == REDEMPTION_DONE) {
         *reply = out;       /* accepting again: the same answer, nothing done */
         return ST_OK;
@@ -562,12 +512,12 @@ s_accept (bus_call_t *call, const void *request, void **reply)
         if (taken > 0
             && invstore_redemption_set (db, inv.id, user, REDEMPTION_PENDING, bus_call_now (call)))
             taken = -1;
-        st = s_txn_end (call, taken < 0 ? s_db_error (call) : ST_OK);
+        st = s_txn_end (call, taken < 0 ? bus_call_db_error (call) : ST_OK);
         if (st != ST_OK)
             return st;
         if (!taken) {
             if (invstore_get (db, inv.org_id, inv.id, &inv) != 1)
-                return s_db_error (call);
+                return bus_call_db_error (call);
             Invite__InvitationStatus now_status = invstore_status (&inv, bus_call_now (call));
             return s_gone (call, now_status == INVITE__INVITATION_STATUS__INVITATION_STATUS_ACTIVE
                                      ? INVITE__INVITATION_STATUS__INVITATION_STATUS_USED
@@ -590,7 +540,7 @@ s_accept (bus_call_t *call, const void *request, void **reply)
     }
     int bad = invstore_redemption_set (db, inv.id, user, REDEMPTION_DONE, bus_call_now (call))
               || s_event (call, "invite.accepted", &inv, user);
-    if ((st = s_txn_end (call, bad ? s_db_error (call) : ST_OK)))
+    if ((st = s_txn_end (call, bad ? bus_call_db_error (call) : ST_OK)))
         return st;
     *reply = out;
     return ST_OK;
@@ -635,7 +585,7 @@ s_users (bus_call_t *call, join_t *items, size_t n, Identity__UserList **out)
     req.ids = arena_alloc (bus_call_arena (call), (n ? n : 1) * sizeof (char *));
     for (size_t i = 0; i < n; i++)
         req.ids[req.n_ids++] = items[i].user_id;
-    return s_call (call, "identity", "identity.users_get", &req.base,
+    return bus_call_forward (call, "identity", "identity.users_get", &req.base,
                    &identity__user_list__descriptor, (void **) out);
 }
 
@@ -652,7 +602,7 @@ static status_t
 s_join_create (bus_call_t *call, const void *request, void **reply)
 {
     const Invite__JoinCreateRequest *req = request;
-    if (s_id (call, "org_id", req->org_id))
+    if (bus_call_check_id (call, "org_id", req->org_id))
         return ST_BAD_REQUEST;
     if (req->role != BUS__ROLE__ROLE_STUDENT && req->role != BUS__ROLE__ROLE_TEACHER
         && req->role != BUS__ROLE__ROLE_PARENT)
@@ -666,7 +616,7 @@ s_join_create (bus_call_t *call, const void *request, void **reply)
     sreq.n_org_ids = 1;
     sreq.user_id = "";
     Org__SummaryReply *summary = NULL;
-    status_t st = s_call (call, "org", "org.summary", &sreq.base, &org__summary_reply__descriptor,
+    status_t st = bus_call_forward (call, "org", "org.summary", &sreq.base, &org__summary_reply__descriptor,
                           (void **) &summary);
     if (st != ST_OK)
         return st;
@@ -674,7 +624,7 @@ s_join_create (bus_call_t *call, const void *request, void **reply)
         return bus_call_fail (call, ST_NOT_FOUND, "org_id", "no such organisation");
     if (req->_unit_id_case && req->unit_id && *req->unit_id) {
         Org__Unit *unit = NULL;
-        if ((st = s_id (call, "unit_id", req->unit_id)) || (st = s_unit (call, req->org_id, req->unit_id, &unit)))
+        if ((st = bus_call_check_id (call, "unit_id", req->unit_id)) || (st = s_unit (call, req->org_id, req->unit_id, &unit)))
             return st;
         int fits = (req->role == BUS__ROLE__ROLE_STUDENT && unit->kind == BUS__UNIT_KIND__UNIT_KIND_GROUP)
                    || (req->role == BUS__ROLE__ROLE_TEACHER && unit->kind == BUS__UNIT_KIND__UNIT_KIND_STAFF);
@@ -701,7 +651,7 @@ s_join_create (bus_call_t *call, const void *request, void **reply)
     if (dup) {
         s_txn_end (call, ST_CONFLICT);
         if (dup < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         bus_call_set_code (call, "request_pending");
         return bus_call_fail (call, ST_CONFLICT, "role", "you already asked to join in this role");
     }
@@ -717,7 +667,7 @@ s_join_create (bus_call_t *call, const void *request, void **reply)
     ev.unit_id = j.unit_id;
     int bad = invstore_join_insert (db, &j)
               || bus_call_event (call, "invite.join_request.created", j.org_id, &ev.base);
-    if ((st = s_txn_end (call, bad ? s_db_error (call) : ST_OK)))
+    if ((st = s_txn_end (call, bad ? bus_call_db_error (call) : ST_OK)))
         return st;
     Invite__JoinCreated *out = arena_msg (bus_call_arena (call), &invite__join_created__descriptor);
     out->id = arena_strdup (bus_call_arena (call), j.id);
@@ -733,10 +683,10 @@ s_join_list_common (bus_call_t *call, const char *org_id, const char *user_id, i
     join_t *items;
     size_t n = 0;
     int more = 0;
-    limit = s_limit (limit);
+    limit = bus_page_limit (limit);
     if (invstore_join_list (bus_call_db (call), org_id, user_id, status, cursor, limit,
                             bus_call_arena (call), &items, &n, &more))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Identity__UserList *users = NULL;
     status_t st = n ? s_users (call, items, n, &users) : ST_OK;
     if (st != ST_OK)
@@ -771,12 +721,12 @@ static status_t
 s_join_decide (bus_call_t *call, const Invite__JoinDecideRequest *req, int approve, void **reply)
 {
     db_t *db = bus_call_db (call);
-    if (s_id (call, "id", req->id))
+    if (bus_call_check_id (call, "id", req->id))
         return ST_BAD_REQUEST;
     join_t j;
     int found = invstore_join_get (db, req->org_id, req->id, &j);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "id", "no such join request");
     if (j.status != INVITE__REQUEST_STATUS__REQUEST_STATUS_PENDING) {
@@ -810,10 +760,10 @@ s_join_decide (bus_call_t *call, const Invite__JoinDecideRequest *req, int appro
                   && bus_call_event (call, approve ? "invite.join_request.approved"
                                                    : "invite.join_request.rejected",
                                      j.org_id, &ev.base));
-    if ((st = s_txn_end (call, bad ? s_db_error (call) : ST_OK)))
+    if ((st = s_txn_end (call, bad ? bus_call_db_error (call) : ST_OK)))
         return st;
     if (invstore_join_get (db, req->org_id, req->id, &j) != 1)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     join_t one[1] = {j};
     Identity__UserList *users = NULL;
     s_users (call, one, 1, &users);
@@ -842,10 +792,10 @@ s_tick (bus_call_t *call)
     inv_t expired[100];
     int n = invstore_expired_unannounced (bus_call_db (call), bus_call_now (call), 100, expired);
     if (n < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     for (int i = 0; i < n; i++)
         if (s_event (call, "invite.expired", &expired[i], NULL))
-            return s_db_error (call);
+            return bus_call_db_error (call);
     return ST_OK;
 }
 

@@ -15,32 +15,8 @@
 #include <time.h>
 
 #define ROLE_BIT(r) (1 << (r))
-#define LIMIT_DEFAULT 50
-#define LIMIT_MAX 200
 
 /* --- helpers --- */
-
-static status_t
-s_db_error (bus_call_t *call)
-{
-    return bus_call_fail (call, ST_UNAVAILABLE, NULL, "the database is busy, try again");
-}
-
-static uint32_t
-s_limit (uint32_t limit)
-{
-    return limit == 0 ? LIMIT_DEFAULT : limit > LIMIT_MAX ? LIMIT_MAX : limit;
-}
-
-static status_t
-s_id (bus_call_t *call, const char *field, const char *value)
-{
-    if (!value || !*value)
-        return bus_call_fail (call, ST_BAD_REQUEST, field, "%s is required", field);
-    if (!ulid_valid (value))
-        return bus_call_fail (call, ST_BAD_REQUEST, field, "%s is not an id", field);
-    return ST_OK;
-}
 
 /*  A one-line text field: trimmed copy into the arena, or a bad_request. */
 static status_t
@@ -63,32 +39,6 @@ s_event (bus_call_t *call, const char *type, const char *org_id, const ProtobufC
     return bus_call_event (call, type, org_id, payload);
 }
 
-/*  Calls identity on behalf of the caller. */
-static status_t
-s_identity (bus_call_t *call, const char *method, const ProtobufCMessage *req,
-            const ProtobufCMessageDescriptor *reply_desc, void **reply)
-{
-    bus_call_opts_t opts = {
-        .timeout_ms = 3000,
-        .caller = bus_call_caller (call),
-        .trace_id = bus_call_trace (call),
-    };
-    Bus__Reply *result = NULL;
-    status_t st = bus_client_call (bus_call_client (call), "identity", method, req, &opts,
-                                   reply_desc, bus_call_arena (call), (ProtobufCMessage **) reply,
-                                   &result);
-    if (st != ST_OK && result) {
-        if (result->code && *result->code)
-            bus_call_set_code (call, result->code);
-        bus_call_fail (call, st, result->field && *result->field ? result->field : NULL, "%s",
-                       result->message && *result->message ? result->message
-                                                           : "identity could not do it");
-    }
-    else if (st != ST_OK)
-        bus_call_fail (call, st, NULL, "identity could not do it");
-    return st;
-}
-
 /*  The roles `user_id` holds in `org_id` as a bit mask (ROLE_BIT). */
 static status_t
 s_roles_of (bus_call_t *call, const char *org_id, const char *user_id, int *mask, int *verified)
@@ -96,7 +46,7 @@ s_roles_of (bus_call_t *call, const char *org_id, const char *user_id, int *mask
     Identity__RolesByUserRequest req = IDENTITY__ROLES_BY_USER_REQUEST__INIT;
     req.user_id = (char *) user_id;
     Identity__RoleList *list = NULL;
-    status_t st = s_identity (call, "identity.roles_by_user", &req.base,
+    status_t st = bus_call_forward (call, "identity", "identity.roles_by_user", &req.base,
                               &identity__role_list__descriptor, (void **) &list);
     if (st != ST_OK)
         return st;
@@ -129,7 +79,7 @@ s_people (bus_call_t *call, char **ids, size_t n, int with_phone, Org__Person **
     req.n_ids = n;
     Identity__UserList *list = NULL;
     if (n) {
-        status_t st = s_identity (call, "identity.users_get", &req.base,
+        status_t st = bus_call_forward (call, "identity", "identity.users_get", &req.base,
                                   &identity__user_list__descriptor, (void **) &list);
         if (st != ST_OK)
             return st;
@@ -196,12 +146,12 @@ s_txn (bus_call_t *call, status_t (*body) (bus_call_t *, void *), void *arg)
 {
     db_t *db = bus_call_db (call);
     if (db_begin (db))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     status_t st = body (call, arg);
     if (st == ST_OK ? db_commit (db) : db_rollback (db)) {
         if (db_txn_depth (db))
             db_rollback (db);
-        return st == ST_OK ? s_db_error (call) : st;
+        return st == ST_OK ? bus_call_db_error (call) : st;
     }
     return st;
 }
@@ -245,13 +195,13 @@ s_application_create (bus_call_t *call, const void *request, void **reply)
     char id[ULID_LEN + 1];
     ulid_make (id);
     if (orgstore_application_insert (bus_call_db (call), id, &req, phone, bus_call_now (call)))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Org__ApplicationEvent ev = ORG__APPLICATION_EVENT__INIT;
     ev.id = id;
     ev.status = ORG__APPLICATION_STATUS__APPLICATION_STATUS_PENDING;
     ev.org_name = req.org_name;
     if (s_event (call, "org.application.created", "", &ev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Org__ApplicationCreated *out = arena_msg (bus_call_arena (call), &org__application_created__descriptor);
     out->id = arena_strdup (bus_call_arena (call), id);
     out->status = ORG__APPLICATION_STATUS__APPLICATION_STATUS_PENDING;
@@ -265,8 +215,8 @@ s_applications_list (bus_call_t *call, const void *request, void **reply)
     const Org__ApplicationsListRequest *req = request;
     Org__ApplicationList *out = arena_msg (bus_call_arena (call), &org__application_list__descriptor);
     if (orgstore_applications_list (bus_call_db (call), req->status, req->cursor,
-                                    s_limit (req->limit), bus_call_arena (call), out))
-        return s_db_error (call);
+                                    bus_page_limit (req->limit), bus_call_arena (call), out))
+        return bus_call_db_error (call);
     *reply = out;
     return ST_OK;
 }
@@ -293,7 +243,7 @@ s_approve_create (bus_call_t *call, void *arg)
         || orgstore_unit_insert (db, a->staff_id, a->org_id, BUS__UNIT_KIND__UNIT_KIND_STAFF,
                                  a->app->short_name, NULL, NULL, 0, 0, now)
         || orgstore_application_set_org (db, a->app->id, a->org_id))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -306,7 +256,7 @@ s_approve_finish (bus_call_t *call, void *arg)
                                                ORG__APPLICATION_STATUS__APPLICATION_STATUS_APPROVED,
                                                NULL, bus_call_user (call), bus_call_now (call));
     if (changed < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (changed == 0)
         return ST_OK;   /* someone else finished it meanwhile */
     Org__ApplicationEvent aev = ORG__APPLICATION_EVENT__INIT;
@@ -321,12 +271,12 @@ s_approve_finish (bus_call_t *call, void *arg)
     oev.staff_unit_id = a->staff_id;
     Org__Unit *staff = NULL;
     if (orgstore_unit_get (db, a->org_id, a->staff_id, bus_call_arena (call), &staff) != 1)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Org__UnitEvent uev = s_unit_event (staff);
     if (s_event (call, "org.application.approved", a->org_id, &aev.base)
         || s_event (call, "org.created", a->org_id, &oev.base)
         || s_event (call, "org.unit.created", a->org_id, &uev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -338,13 +288,13 @@ static status_t
 s_application_approve (bus_call_t *call, const void *request, void **reply)
 {
     const Org__ApplicationIdRequest *req = request;
-    if (s_id (call, "id", req->id))
+    if (bus_call_check_id (call, "id", req->id))
         return ST_BAD_REQUEST;
     approve_t a;
     memset (&a, 0, sizeof a);
     int found = orgstore_application_get (bus_call_db (call), req->id, bus_call_arena (call), &a.app);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "id", "no such application");
     Org__ApplicationApproved *out = arena_msg (bus_call_arena (call), &org__application_approved__descriptor);
@@ -368,14 +318,14 @@ s_application_approve (bus_call_t *call, const void *request, void **reply)
     }
     char staff[ULID_LEN + 1];
     if (orgstore_org_staff_unit (bus_call_db (call), a.org_id, staff, sizeof staff) != 1)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     memcpy (a.staff_id, staff, sizeof staff);
     Identity__RoleGrantRequest grant = IDENTITY__ROLE_GRANT_REQUEST__INIT;
     grant.org_id = a.org_id;
     grant.phone = a.app->admin->phone;
     grant.role = BUS__ROLE__ROLE_ADMIN;
     Identity__OrgRole *role = NULL;
-    status_t st = s_identity (call, "identity.role_grant", &grant.base,
+    status_t st = bus_call_forward (call, "identity", "identity.role_grant", &grant.base,
                               &identity__org_role__descriptor, (void **) &role);
     if (st != ST_OK)
         return st;
@@ -392,7 +342,7 @@ s_application_reject (bus_call_t *call, const void *request, void **reply)
 {
     const Org__ApplicationRejectRequest *req = request;
     db_t *db = bus_call_db (call);
-    if (s_id (call, "id", req->id))
+    if (bus_call_check_id (call, "id", req->id))
         return ST_BAD_REQUEST;
     char *reason;
     if (s_line (call, "reason", req->reason, 1, 1000, &reason))
@@ -400,7 +350,7 @@ s_application_reject (bus_call_t *call, const void *request, void **reply)
     Org__Application *app = NULL;
     int found = orgstore_application_get (db, req->id, bus_call_arena (call), &app);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "id", "no such application");
     if (app->status == ORG__APPLICATION_STATUS__APPLICATION_STATUS_APPROVED) {
@@ -411,16 +361,16 @@ s_application_reject (bus_call_t *call, const void *request, void **reply)
         if (orgstore_application_decide (db, req->id,
                                          ORG__APPLICATION_STATUS__APPLICATION_STATUS_REJECTED,
                                          reason, bus_call_user (call), bus_call_now (call)) < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         Org__ApplicationEvent ev = ORG__APPLICATION_EVENT__INIT;
         ev.id = app->id;
         ev.status = ORG__APPLICATION_STATUS__APPLICATION_STATUS_REJECTED;
         ev.org_name = app->org_name;
         ev.reason = reason;
         if (s_event (call, "org.application.rejected", "", &ev.base))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (orgstore_application_get (db, req->id, bus_call_arena (call), &app) != 1)
-            return s_db_error (call);
+            return bus_call_db_error (call);
     }
     *reply = app;
     return ST_OK;
@@ -438,9 +388,9 @@ s_search (bus_call_t *call, const void *request, void **reply)
     char fold[1024];
     text_fold (q, fold, sizeof fold);
     Org__OrgList *out = arena_msg (bus_call_arena (call), &org__org_list__descriptor);
-    if (orgstore_org_search (bus_call_db (call), fold, req->cursor, s_limit (req->limit),
+    if (orgstore_org_search (bus_call_db (call), fold, req->cursor, bus_page_limit (req->limit),
                              bus_call_arena (call), out))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = out;
     return ST_OK;
 }
@@ -452,7 +402,7 @@ s_get (bus_call_t *call, const void *request, void **reply)
     Org__Org *org = NULL;
     int found = orgstore_org_get (bus_call_db (call), req->org_id, bus_call_arena (call), &org);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "org_id", "no such organisation");
     *reply = org;
@@ -468,7 +418,7 @@ s_update (bus_call_t *call, const void *request, void **reply)
     Org__Org *org = NULL;
     int found = orgstore_org_get (db, req->org_id, arena, &org);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "org_id", "no such organisation");
     if (req->_name_case && s_line (call, "name", req->name, 2, 300, &org->name))
@@ -514,13 +464,13 @@ s_update (bus_call_t *call, const void *request, void **reply)
         org->description = text;
     }
     if (orgstore_org_update (db, org, bus_call_now (call)))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Org__OrgEvent ev = ORG__ORG_EVENT__INIT;
     ev.org_id = org->id;
     ev.name = org->name;
     ev.short_name = org->short_name;
     if (s_event (call, "org.updated", org->id, &ev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = org;
     return ST_OK;
 }
@@ -531,11 +481,11 @@ static status_t
 s_unit_load_field (bus_call_t *call, const char *field, const char *org_id, const char *unit_id,
                    Org__Unit **unit)
 {
-    if (s_id (call, field, unit_id))
+    if (bus_call_check_id (call, field, unit_id))
         return ST_BAD_REQUEST;
     int found = orgstore_unit_get (bus_call_db (call), org_id, unit_id, bus_call_arena (call), unit);
     if (found < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, field, "no such unit");
     return ST_OK;
@@ -599,13 +549,13 @@ s_unit_create (bus_call_t *call, const void *request, void **reply)
     ulid_make (id);
     if (orgstore_unit_insert (db, id, req->org_id, req->kind, name, parent, code, req->_year_case,
                               req->year, bus_call_now (call)))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Org__Unit *unit = NULL;
     if (orgstore_unit_get (db, req->org_id, id, arena, &unit) != 1)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Org__UnitEvent ev = s_unit_event (unit);
     if (s_event (call, "org.unit.created", req->org_id, &ev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = unit;
     return ST_OK;
 }
@@ -625,9 +575,9 @@ s_units_list (bus_call_t *call, const void *request, void **reply)
     const char *only = s_is_staff (call, req->org_id) ? NULL : bus_call_user (call);
     Org__UnitList *out = arena_msg (bus_call_arena (call), &org__unit_list__descriptor);
     if (orgstore_units_list (bus_call_db (call), req->org_id, req->kind, req->parent_id,
-                             req->include_archived, only, req->cursor, s_limit (req->limit),
+                             req->include_archived, only, req->cursor, bus_page_limit (req->limit),
                              bus_call_arena (call), out))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = out;
     return ST_OK;
 }
@@ -665,7 +615,7 @@ s_unit_update (bus_call_t *call, const void *request, void **reply)
                 return st;
             int cycle = orgstore_unit_is_ancestor (db, unit->id, p->id);
             if (cycle < 0)
-                return s_db_error (call);
+                return bus_call_db_error (call);
             if (cycle)
                 return bus_call_fail (call, ST_BAD_REQUEST, "parent_id",
                                       "a unit cannot be inside itself or one of its own units");
@@ -680,11 +630,11 @@ s_unit_update (bus_call_t *call, const void *request, void **reply)
         unit->archived = req->archived;
     }
     if (orgstore_unit_update (db, req->org_id, unit, bus_call_now (call)))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Org__UnitEvent ev = s_unit_event (unit);
     const char *type = unit->archived && !was_archived ? "org.unit.archived" : "org.unit.updated";
     if (s_event (call, type, req->org_id, &ev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *reply = unit;
     return ST_OK;
 }
@@ -717,18 +667,18 @@ s_unit_members (bus_call_t *call, const void *request, void **reply)
     if (!s_is_staff (call, req->org_id)) {
         int in = orgstore_member_in (db, unit->id, bus_call_user (call));
         if (in < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (!in)
             return bus_call_fail (call, ST_FORBIDDEN, NULL,
                                   "only staff and the unit's own members see its members");
     }
-    uint32_t limit = s_limit (req->limit);
+    uint32_t limit = bus_page_limit (req->limit);
     char **ids;
     int *roles;
     size_t n = 0;
     if (orgstore_unit_members (db, unit->id, req->cursor, limit + 1, bus_call_arena (call), &ids,
                                &roles, &n))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Org__UnitMemberList *out = arena_msg (bus_call_arena (call), &org__unit_member_list__descriptor);
     if (n > limit) {
         n = limit;
@@ -765,11 +715,11 @@ s_curator_txn (bus_call_t *call, void *arg)
     if (old && c->user_id && strcmp (old, c->user_id) == 0)
         return ST_OK;
     if (orgstore_unit_set_curator (db, c->unit->id, c->user_id, bus_call_now (call)))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (old && s_curator_event (call, "org.curator.unset", c->org_id, c->unit->id, old))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (c->user_id && s_curator_event (call, "org.curator.set", c->org_id, c->unit->id, c->user_id))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     c->unit->_curator_id_case = c->user_id ? ORG__UNIT___CURATOR_ID_CURATOR_ID : 0;
     c->unit->curator_id = (char *) c->user_id;
     return ST_OK;
@@ -789,7 +739,7 @@ s_curator_set (bus_call_t *call, const void *request, void **reply)
         return bus_call_fail (call, ST_BAD_REQUEST, "unit_id", "only a group has a curator");
     if (unit->archived)
         return bus_call_fail (call, ST_CONFLICT, "unit_id", "the group is archived");
-    if (s_id (call, "user_id", req->user_id))
+    if (bus_call_check_id (call, "user_id", req->user_id))
         return ST_BAD_REQUEST;
     int mask = 0;
     status_t st = s_roles_of (call, req->org_id, req->user_id, &mask, NULL);
@@ -892,7 +842,7 @@ s_members_list (bus_call_t *call, const void *request, void **reply)
     Identity__RolesByOrgRequest rreq = IDENTITY__ROLES_BY_ORG_REQUEST__INIT;
     rreq.org_id = req->org_id;
     Identity__RoleList *roles = NULL;
-    status_t st = s_identity (call, "identity.roles_by_org", &rreq.base,
+    status_t st = bus_call_forward (call, "identity", "identity.roles_by_org", &rreq.base,
                               &identity__role_list__descriptor, (void **) &roles);
     if (st != ST_OK)
         return st;
@@ -900,7 +850,7 @@ s_members_list (bus_call_t *call, const void *request, void **reply)
     zhashx_set_destructor (ix.units, s_list_destroy);
     if (orgstore_memberships (db, req->org_id, s_index_membership, &ix)) {
         zhashx_destroy (&ix.units);
-        return s_db_error (call);
+        return bus_call_db_error (call);
     }
     /*  Distinct users (roles come one per row), sorted, after the cursor. */
     char **ids = arena_alloc (arena, (roles->n_items + 1) * sizeof (char *));
@@ -924,7 +874,7 @@ s_members_list (bus_call_t *call, const void *request, void **reply)
     }
     char fold_q[1024];
     text_fold (q, fold_q, sizeof fold_q);
-    uint32_t limit = s_limit (req->limit);
+    uint32_t limit = bus_page_limit (req->limit);
     Org__MemberList *out = arena_msg (arena, &org__member_list__descriptor);
     out->items = arena_alloc (arena, (limit + 1) * sizeof (Org__Member *));
     for (size_t i = 0; i < n; i++) {
@@ -978,7 +928,7 @@ s_member (bus_call_t *call, const char *org_id, const char *user_id, Org__Member
     Identity__RolesByUserRequest rreq = IDENTITY__ROLES_BY_USER_REQUEST__INIT;
     rreq.user_id = (char *) user_id;
     Identity__RoleList *roles = NULL;
-    status_t st = s_identity (call, "identity.roles_by_user", &rreq.base,
+    status_t st = bus_call_forward (call, "identity", "identity.roles_by_user", &rreq.base,
                               &identity__role_list__descriptor, (void **) &roles);
     if (st != ST_OK)
         return st;
@@ -997,7 +947,7 @@ s_member (bus_call_t *call, const char *org_id, const char *user_id, Org__Member
                 m->verified = roles->items[r]->verified;
         }
     if (orgstore_user_units (bus_call_db (call), org_id, user_id, arena, &m->units, &m->n_units))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     *out = m;
     return ST_OK;
 }
@@ -1009,15 +959,15 @@ s_join_staff (bus_call_t *call, const char *org_id, const char *user_id, const c
     char staff[ULID_LEN + 1];
     db_t *db = bus_call_db (call);
     if (orgstore_org_staff_unit (db, org_id, staff, sizeof staff) != 1)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     int added = orgstore_member_add (db, org_id, staff, BUS__UNIT_KIND__UNIT_KIND_STAFF, user_id,
                                      BUS__ROLE__ROLE_TEACHER, bus_call_now (call));
     if (added < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (added && s_member_event (call, "org.unit.member_added", org_id, staff,
                                  BUS__UNIT_KIND__UNIT_KIND_STAFF, user_id, BUS__ROLE__ROLE_TEACHER,
                                  reason))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -1049,39 +999,39 @@ s_role_lost_txn (bus_call_t *call, void *arg)
     if (fx->role == BUS__ROLE__ROLE_TEACHER) {
         char staff[ULID_LEN + 1];
         if (orgstore_org_staff_unit (db, fx->org_id, staff, sizeof staff) != 1)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         int removed = orgstore_member_remove (db, staff, fx->user_id);
         if (removed < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (removed && s_member_event (call, "org.unit.member_removed", fx->org_id, staff,
                                        BUS__UNIT_KIND__UNIT_KIND_STAFF, fx->user_id,
                                        BUS__ROLE__ROLE_TEACHER, fx->reason))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         char **units;
         size_t n = 0;
         if (orgstore_curated_units (db, fx->org_id, fx->user_id, arena, &units, &n))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         for (size_t i = 0; i < n; i++)
             if (orgstore_unit_set_curator (db, units[i], NULL, bus_call_now (call))
                 || s_curator_event (call, "org.curator.unset", fx->org_id, units[i], fx->user_id))
-                return s_db_error (call);
+                return bus_call_db_error (call);
     }
     if (fx->role == BUS__ROLE__ROLE_STUDENT) {
         char group[ULID_LEN + 1];
         int in = orgstore_student_group (db, fx->org_id, fx->user_id, group, sizeof group);
         if (in < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (in && (orgstore_member_remove (db, group, fx->user_id) < 0
                    || s_member_event (call, "org.unit.member_removed", fx->org_id, group,
                                       BUS__UNIT_KIND__UNIT_KIND_GROUP, fx->user_id,
                                       BUS__ROLE__ROLE_STUDENT, fx->reason)))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (orgstore_leave_clear (db, fx->org_id, fx->user_id))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         char **parents;
         size_t n = 0;
         if (orgstore_guardian_parents (db, fx->org_id, fx->user_id, arena, &parents, &n))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         for (size_t i = 0; i < n; i++) {
             Org__GuardianEvent ev = ORG__GUARDIAN_EVENT__INIT;
             ev.parent_id = parents[i];
@@ -1089,14 +1039,14 @@ s_role_lost_txn (bus_call_t *call, void *arg)
             ev.unit_id = in ? group : "";
             if (orgstore_guardian_remove (db, fx->org_id, parents[i], fx->user_id) < 0
                 || s_event (call, "org.guardian.unlinked", fx->org_id, &ev.base))
-                return s_db_error (call);
+                return bus_call_db_error (call);
         }
     }
     if (fx->role == BUS__ROLE__ROLE_PARENT) {
         char **kids;
         size_t n = 0;
         if (orgstore_guardian_students (db, fx->org_id, fx->user_id, arena, &kids, &n))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         for (size_t i = 0; i < n; i++) {
             char group[ULID_LEN + 1] = "";
             orgstore_student_group (db, fx->org_id, kids[i], group, sizeof group);
@@ -1106,7 +1056,7 @@ s_role_lost_txn (bus_call_t *call, void *arg)
             ev.unit_id = group;
             if (orgstore_guardian_remove (db, fx->org_id, fx->user_id, kids[i]) < 0
                 || s_event (call, "org.guardian.unlinked", fx->org_id, &ev.base))
-                return s_db_error (call);
+                return bus_call_db_error (call);
         }
     }
     return ST_OK;
@@ -1129,7 +1079,7 @@ s_grant (bus_call_t *call, const char *org_id, const char *user_id, int role, co
     grant.user_id = (char *) user_id;
     grant.role = (Bus__Role) role;
     Identity__OrgRole *row = NULL;
-    status_t st = s_identity (call, "identity.role_grant", &grant.base,
+    status_t st = bus_call_forward (call, "identity", "identity.role_grant", &grant.base,
                               &identity__org_role__descriptor, (void **) &row);
     if (st != ST_OK)
         return st;
@@ -1145,7 +1095,7 @@ s_revoke (bus_call_t *call, const char *org_id, const char *user_id, int role, c
     rr.user_id = (char *) user_id;
     rr.role = (Bus__Role) role;
     void *none = NULL;
-    status_t st = s_identity (call, "identity.role_revoke", &rr.base, NULL, &none);
+    status_t st = bus_call_forward (call, "identity", "identity.role_revoke", &rr.base, NULL, &none);
     if (st != ST_OK)
         return st;
     role_fx_t fx = {org_id, user_id, role, reason};
@@ -1156,7 +1106,7 @@ static status_t
 s_role_grant (bus_call_t *call, const void *request, void **reply)
 {
     const Org__RoleGrantRequest *req = request;
-    if (s_id (call, "user_id", req->user_id) || s_role_check (call, req->role))
+    if (bus_call_check_id (call, "user_id", req->user_id) || s_role_check (call, req->role))
         return ST_BAD_REQUEST;
     status_t st = s_grant (call, req->org_id, req->user_id, req->role, "role_granted");
     if (st != ST_OK)
@@ -1169,7 +1119,7 @@ s_role_revoke (bus_call_t *call, const void *request, void **reply)
 {
     (void) reply;
     const Org__RoleRevokeRequest *req = request;
-    if (s_id (call, "user_id", req->user_id) || s_role_check (call, req->role))
+    if (bus_call_check_id (call, "user_id", req->user_id) || s_role_check (call, req->role))
         return ST_BAD_REQUEST;
     return s_revoke (call, req->org_id, req->user_id, req->role, "role_revoked");
 }
@@ -1178,7 +1128,7 @@ static status_t
 s_verify (bus_call_t *call, const void *request, void **reply)
 {
     const Org__VerifyRequest *req = request;
-    if (s_id (call, "user_id", req->user_id))
+    if (bus_call_check_id (call, "user_id", req->user_id))
         return ST_BAD_REQUEST;
     Identity__RoleVerifyRequest vr = IDENTITY__ROLE_VERIFY_REQUEST__INIT;
     vr.org_id = req->org_id;
@@ -1186,7 +1136,7 @@ s_verify (bus_call_t *call, const void *request, void **reply)
     vr.verified = req->verified;
     vr.note = req->note;
     Identity__OrgRole *row = NULL;
-    status_t st = s_identity (call, "identity.role_verify", &vr.base,
+    status_t st = bus_call_forward (call, "identity", "identity.role_verify", &vr.base,
                               &identity__org_role__descriptor, (void **) &row);
     if (st != ST_OK)
         return st;
@@ -1200,12 +1150,12 @@ s_verify (bus_call_t *call, const void *request, void **reply)
 static status_t
 s_guardian_check (bus_call_t *call, const Org__GuardianRequest *req, char *group, size_t len)
 {
-    if (s_id (call, "parent_id", req->parent_id) || s_id (call, "student_id", req->student_id))
+    if (bus_call_check_id (call, "parent_id", req->parent_id) || bus_call_check_id (call, "student_id", req->student_id))
         return ST_BAD_REQUEST;
     db_t *db = bus_call_db (call);
     group[0] = 0;
     if (orgstore_student_group (db, req->org_id, req->student_id, group, len) < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (!s_caller_admin (call, req->org_id)) {
         Org__Unit *unit = NULL;
         int curator = group[0]
@@ -1236,7 +1186,7 @@ s_guardian_txn (bus_call_t *call, void *arg)
                                               bus_call_now (call))
                      : orgstore_guardian_remove (db, req->org_id, req->parent_id, req->student_id);
     if (rc < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     g->changed = rc;
     if (!rc)
         return ST_OK;
@@ -1245,7 +1195,7 @@ s_guardian_txn (bus_call_t *call, void *arg)
     ev.student_id = req->student_id;
     ev.unit_id = (char *) g->group;
     if (s_event (call, g->link ? "org.guardian.linked" : "org.guardian.unlinked", req->org_id, &ev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -1315,8 +1265,8 @@ static status_t
 s_guardian_add (bus_call_t *call, const void *request, void **reply)
 {
     const Org__GuardianRequest *req = request;
-    if (s_id (call, "org_id", req->org_id) || s_id (call, "parent_id", req->parent_id)
-        || s_id (call, "student_id", req->student_id))
+    if (bus_call_check_id (call, "org_id", req->org_id) || bus_call_check_id (call, "parent_id", req->parent_id)
+        || bus_call_check_id (call, "student_id", req->student_id))
         return ST_BAD_REQUEST;
     status_t st;
     if ((st = s_need_role (call, req->org_id, req->parent_id, BUS__ROLE__ROLE_PARENT, "parent_id",
@@ -1327,7 +1277,7 @@ s_guardian_add (bus_call_t *call, const void *request, void **reply)
     char group[ULID_LEN + 1] = "";
     if (orgstore_student_group (bus_call_db (call), req->org_id, req->student_id, group,
                                 sizeof group) < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     guardian_t g = {req, group, 1, 0};
     st = s_txn (call, s_guardian_txn, &g);
     if (st != ST_OK)
@@ -1378,10 +1328,10 @@ s_move_txn (bus_call_t *call, void *arg)
         if (orgstore_member_remove (db, mv->current, user) < 0
             || s_member_event (call, "org.unit.member_removed", org, mv->current,
                                BUS__UNIT_KIND__UNIT_KIND_GROUP, user, BUS__ROLE__ROLE_STUDENT, reason))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (mv->m->kind == ORG__MOVEMENT_KIND__MOVEMENT_KIND_LEAVE) {
             if (orgstore_leave_set (db, org, user, mv->current))
-                return s_db_error (call);
+                return bus_call_db_error (call);
             break;
         }
         /* a transfer joins the new group */
@@ -1393,7 +1343,7 @@ s_move_txn (bus_call_t *call, void *arg)
             || orgstore_leave_clear (db, org, user)
             || s_member_event (call, "org.unit.member_added", org, mv->target->id,
                                BUS__UNIT_KIND__UNIT_KIND_GROUP, user, BUS__ROLE__ROLE_STUDENT, reason))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         break;
     case ORG__MOVEMENT_KIND__MOVEMENT_KIND_HIRE: {
         status_t st = s_join_staff (call, org, user, reason);
@@ -1411,7 +1361,7 @@ s_move_txn (bus_call_t *call, void *arg)
             return st;
     }
     if (orgstore_movement_insert (db, org, mv->m))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     Org__MovementEvent ev = ORG__MOVEMENT_EVENT__INIT;
     ev.movement_id = mv->m->id;
     ev.kind = mv->m->kind;
@@ -1421,7 +1371,7 @@ s_move_txn (bus_call_t *call, void *arg)
     ev.order_number = mv->m->order_number;
     ev.effective_date = mv->m->effective_date;
     if (s_event (call, "org.movement.recorded", org, &ev.base))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -1449,7 +1399,7 @@ s_movement_create (bus_call_t *call, const void *request, void **reply)
     if (req->kind == ORG__MOVEMENT_KIND__MOVEMENT_KIND_UNSPECIFIED)
         return bus_call_fail (call, ST_BAD_REQUEST, "kind",
                               "kind is enroll, transfer, expel, graduate, leave, return, hire or dismiss");
-    if (s_id (call, "user_id", req->user_id))
+    if (bus_call_check_id (call, "user_id", req->user_id))
         return ST_BAD_REQUEST;
     move_t mv;
     memset (&mv, 0, sizeof mv);
@@ -1481,7 +1431,7 @@ s_movement_create (bus_call_t *call, const void *request, void **reply)
     }
     int in_group = orgstore_student_group (db, req->org_id, req->user_id, mv.current, sizeof mv.current);
     if (in_group < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     int is_student = mask & ROLE_BIT (BUS__ROLE__ROLE_STUDENT);
     const char *unit_id = req->_unit_id_case ? req->unit_id : NULL;
     int grant = 0, revoke = 0;
@@ -1535,7 +1485,7 @@ s_movement_create (bus_call_t *call, const void *request, void **reply)
         if (!unit_id || !*unit_id) {
             int had = orgstore_leave_get (db, req->org_id, req->user_id, left, sizeof left);
             if (had < 0)
-                return s_db_error (call);
+                return bus_call_db_error (call);
             unit_id = had ? left : NULL;
         }
         if ((st = s_movement_group (call, req->org_id, unit_id, &mv.target)))
@@ -1545,7 +1495,7 @@ s_movement_create (bus_call_t *call, const void *request, void **reply)
     case ORG__MOVEMENT_KIND__MOVEMENT_KIND_HIRE: {
         char staff[ULID_LEN + 1];
         if (orgstore_org_staff_unit (db, req->org_id, staff, sizeof staff) != 1)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (unit_id && *unit_id && strcmp (unit_id, staff) != 0)
             return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
                                   "a teacher is hired into the staff group");
@@ -1574,7 +1524,7 @@ s_movement_create (bus_call_t *call, const void *request, void **reply)
         g.user_id = req->user_id;
         g.role = (Bus__Role) grant;
         Identity__OrgRole *row = NULL;
-        if ((st = s_identity (call, "identity.role_grant", &g.base, &identity__org_role__descriptor,
+        if ((st = bus_call_forward (call, "identity", "identity.role_grant", &g.base, &identity__org_role__descriptor,
                               (void **) &row)))
             return st;
     }
@@ -1584,7 +1534,7 @@ s_movement_create (bus_call_t *call, const void *request, void **reply)
         r.user_id = req->user_id;
         r.role = (Bus__Role) revoke;
         void *none = NULL;
-        if ((st = s_identity (call, "identity.role_revoke", &r.base, NULL, &none)))
+        if ((st = bus_call_forward (call, "identity", "identity.role_revoke", &r.base, NULL, &none)))
             return st;
         mv.role_lost = revoke;
     }
@@ -1622,8 +1572,8 @@ s_movements_list (bus_call_t *call, const void *request, void **reply)
                               "only the organisation's admins and administration see movements");
     Org__MovementList *out = arena_msg (bus_call_arena (call), &org__movement_list__descriptor);
     if (orgstore_movements_list (bus_call_db (call), req->org_id, req->user_id, req->cursor,
-                                 s_limit (req->limit), bus_call_arena (call), out))
-        return s_db_error (call);
+                                 bus_page_limit (req->limit), bus_call_arena (call), out))
+        return bus_call_db_error (call);
     *reply = out;
     return ST_OK;
 }
@@ -1642,7 +1592,7 @@ s_summary (bus_call_t *call, const void *request, void **reply)
         Org__Org *org = NULL;
         int found = orgstore_org_get (db, req->org_ids[i], arena, &org);
         if (found < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (!found)
             continue;
         Org__OrgSummary *s = arena_msg (arena, &org__org_summary__descriptor);
@@ -1651,7 +1601,7 @@ s_summary (bus_call_t *call, const void *request, void **reply)
         if (orgstore_user_units (db, org->id, req->user_id, arena, &s->units, &s->n_units)
             || orgstore_guardian_students (db, org->id, req->user_id, arena, &s->student_ids,
                                            &s->n_student_ids))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         out->items[out->n_items++] = s;
     }
     *reply = out;
@@ -1684,7 +1634,7 @@ s_unit_join_txn (bus_call_t *call, void *arg)
     char current[ULID_LEN + 1];
     int in = orgstore_student_group (db, req->org_id, req->user_id, current, sizeof current);
     if (in < 0)
-        return s_db_error (call);
+        return bus_call_db_error (call);
     if (in && strcmp (current, unit->id) == 0)
         return ST_OK;
     if (in) {
@@ -1697,7 +1647,7 @@ s_unit_join_txn (bus_call_t *call, void *arg)
         || s_member_event (call, "org.unit.member_added", req->org_id, unit->id,
                            BUS__UNIT_KIND__UNIT_KIND_GROUP, req->user_id, BUS__ROLE__ROLE_STUDENT,
                            "invitation"))
-        return s_db_error (call);
+        return bus_call_db_error (call);
     return ST_OK;
 }
 
@@ -1706,18 +1656,18 @@ s_unit_join (bus_call_t *call, const void *request, void **reply)
 {
     (void) reply;
     Org__UnitJoinRequest req = *(const Org__UnitJoinRequest *) request;
-    if (s_id (call, "org_id", req.org_id) || s_id (call, "user_id", req.user_id))
+    if (bus_call_check_id (call, "org_id", req.org_id) || bus_call_check_id (call, "user_id", req.user_id))
         return ST_BAD_REQUEST;
     char staff[ULID_LEN + 1];
     if ((!req.unit_id || !*req.unit_id) && req.role == BUS__ROLE__ROLE_TEACHER) {
         int found = orgstore_org_staff_unit (bus_call_db (call), req.org_id, staff, sizeof staff);
         if (found < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (!found)
             return bus_call_fail (call, ST_NOT_FOUND, "org_id", "no such organisation");
         req.unit_id = staff;
     }
-    if (s_id (call, "unit_id", req.unit_id))
+    if (bus_call_check_id (call, "unit_id", req.unit_id))
         return ST_BAD_REQUEST;
     return s_txn (call, s_unit_join_txn, &req);
 }
@@ -1733,7 +1683,7 @@ s_me (bus_call_t *call, const void *request, void **reply)
     arena_t *arena = bus_call_arena (call);
     Identity__Empty empty = IDENTITY__EMPTY__INIT;
     Identity__MeReply *me = NULL;
-    status_t st = s_identity (call, "identity.me", &empty.base, &identity__me_reply__descriptor,
+    status_t st = bus_call_forward (call, "identity", "identity.me", &empty.base, &identity__me_reply__descriptor,
                               (void **) &me);
     if (st != ST_OK)
         return st;
@@ -1742,14 +1692,14 @@ s_me (bus_call_t *call, const void *request, void **reply)
         Org__Org *org = NULL;
         int found = orgstore_org_get (db, m->org_id, arena, &org);
         if (found < 0)
-            return s_db_error (call);
+            return bus_call_db_error (call);
         if (found)
             m->org_name = org->name;
         char **kids;
         size_t n_kids = 0;
         if (orgstore_user_units (db, m->org_id, me->user->id, arena, &m->units, &m->n_units)
             || orgstore_guardian_students (db, m->org_id, me->user->id, arena, &kids, &n_kids))
-            return s_db_error (call);
+            return bus_call_db_error (call);
         m->students = arena_alloc (arena, (n_kids ? n_kids : 1) * sizeof (Identity__Student *));
         if (n_kids) {
             Org__Person **people;
