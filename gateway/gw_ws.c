@@ -16,7 +16,12 @@
       frame per writable callback. When a frame would overflow it, the
       queue is dropped and the socket owes one "resync" frame instead,
       listing the last message seq written to it per chat: a slow client
-      costs bounded memory and learns what to fetch again.
+      costs bounded memory and learns what to fetch again. Presence frames
+      are state, not history: once the queue is half full they are dropped
+      instead, so that a burst of them (hundreds of users coming online at
+      once, each one's presence going to every socket sharing a chat with
+      them, an org's general channel included) never costs a client that
+      keeps up a resync.
     - Users know their chats (chat.my_chats once when their first socket
       opens, then member and message events), and an index from chat to the
       users here who are in it lets a user's presence change reach the
@@ -61,6 +66,7 @@ enum { WS_AUTH_WAIT = 0, WS_AUTHING, WS_READY };
     masked and no extension is negotiated), so sharing is safe. */
 typedef struct {
     int refs;
+    int droppable;              /* presence: dropped rather than overflow a queue */
     uint64_t seq;               /* message.posted: the message's seq (for resync) */
     char chat_id[MAX_ID + 1];   /* and its chat */
     size_t len;
@@ -134,7 +140,7 @@ struct ws_conn_t {
     zhashx_t *chats;            /* chat id -> chat_state_t, created on use */
     call_slot_t calls[MAX_CALLS];
     lws_sorted_usec_list_t auth_timer, check_timer;
-    uint64_t frames_out, resyncs;
+    uint64_t frames_out, resyncs, dropped;
     int64_t opened_at;
 };
 
@@ -224,6 +230,7 @@ s_frame_new (json_t *json)
     frame_t *f = malloc (sizeof *f + LWS_PRE + len);
     if (f) {
         f->refs = 1;
+        f->droppable = 0;
         f->seq = 0;
         f->chat_id[0] = 0;
         f->len = len;
@@ -368,6 +375,7 @@ s_push_presence (ws_user_t *user, int online, int64_t seen_ms)
                                          user->id, "online", online, "last_seen_at", seen));
     if (!f)
         return;
+    f->droppable = 1;
     uint64_t stamp = ++s_ws.stamp;
     user->stamp = stamp;
     for (chat_ref_t *ref = zhashx_first (user->chats); ref; ref = zhashx_next (user->chats)) {
@@ -535,12 +543,20 @@ s_queue_drop (ws_conn_t *c)
 }
 
 /*  Queues a frame (a reference is taken). A frame that would overflow the
-    queue drops it and the frame, and a resync is owed instead. */
+    queue drops it and the frame, and a resync is owed instead; a presence
+    frame is dropped alone once the queue is half full (the presence
+    endpoint has the truth). */
 static void
 s_send (ws_conn_t *c, frame_t *f)
 {
     if (!f || c->close_code)
         return;
+    if (f->droppable
+        && (c->queued + 1 > (size_t) s_ws.opts.queue_frames / 2
+            || c->queued_bytes + f->len > s_ws.opts.queue_bytes / 2)) {
+        c->dropped++;
+        return;
+    }
     qitem_t *q = NULL;
     if (c->queued + 1 <= (size_t) s_ws.opts.queue_frames
         && c->queued_bytes + f->len <= s_ws.opts.queue_bytes)
@@ -939,9 +955,12 @@ s_conn_free (ws_conn_t *c)
             bus_client_cancel (s_ws.gw->bus, c->calls[i].call);
             free (c->calls[i].ctx);
         }
-    log_info (c->trace, "ws closed user=%s code=%d frames_out=%llu resyncs=%llu seconds=%lld",
+    log_info (c->trace,
+              "ws closed user=%s code=%d frames_out=%llu resyncs=%llu presence_dropped=%llu"
+              " seconds=%lld",
               c->user ? c->user->id : "-", c->close_code, (unsigned long long) c->frames_out,
-              (unsigned long long) c->resyncs, (long long) ((clock_mono_ms () - c->opened_at) / 1000));
+              (unsigned long long) c->resyncs, (unsigned long long) c->dropped,
+              (long long) ((clock_mono_ms () - c->opened_at) / 1000));
     s_user_detach (c);
     s_queue_drop (c);
     free (c->rx);
