@@ -32,6 +32,23 @@ pids=()
 
 say() { printf '%s\n' "$*"; }
 
+# Every WebSocket is a descriptor of the gateway, and the usual default soft
+# limit (1024) would turn clients away long before the gateway is busy: the
+# soft limit goes up towards the hard one, at most to 65536, for everything
+# started here. It cannot fail the start: a lower hard limit is as far as it
+# goes, and a refusal leaves the limit as it was.
+raise_nofile() {
+    local want=65536 hard soft
+    hard=$(ulimit -Hn)
+    soft=$(ulimit -Sn)
+    if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
+        want=$hard
+    fi
+    if [ "$soft" != unlimited ] && [ "$soft" -lt "$want" ]; then
+        ulimit -Sn "$want" 2>/dev/null || true
+    fi
+}
+
 stop_all() {
     trap - INT TERM
     say "stopping..."
@@ -63,6 +80,7 @@ for s in broker $services gateway; do
 done
 
 trap 'stop_all; exit 0' INT TERM
+raise_nofile
 
 if [ -n "${PARTA_CURVE:-}" ]; then
     "$bin/parta-broker" --keygen "$PARTA_CURVE" 2>>"$data/log/broker.log" || {
