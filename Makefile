@@ -125,9 +125,10 @@ $(BUILD)/tests/test_%: $(BUILD)/obj/tests/service/test_%.o $(TEST_HELPER_O) $(LI
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lcmocka -lcurl
 
+# Benchmarks may use libcurl as the tests do (chat_bench posts with it).
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TEST_HELPER_O) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lcurl
 
 format:
 	clang-format -i common/*.[ch] gateway/*.[ch] services/*/*.[ch] tests/*/*.[ch]

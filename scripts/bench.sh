@@ -3,13 +3,17 @@
 # ($BUILD/bench/bus_bench: broker round trips next to a direct ZeroMQ echo,
 # worker credit, a fixed rate), then the identity routes through the gateway
 # with wrk against the whole stack as scripts/run.sh starts it (CURVE on):
-# GET /v1/me with the caller cached and uncached, and password sign-ins.
-# Every figure is printed with the workload that produced it. Builds nothing
-# (make does). Every process and temporary directory it makes is removed when
-# it ends, also on failure or Ctrl-C.
+# GET /v1/me with the caller cached and uncached, and password sign-ins; then
+# chats and realtime ($BUILD/bench/chat_bench against such a stack: 30 groups
+# of 30 students on WebSockets posting at fixed rates, the gateway's memory
+# per idle WebSocket, and a bare Redis PUBLISH/SUBSCRIBE doing the same
+# fan-out as the floor). Every figure is printed with the workload that
+# produced it. Builds nothing (make does). Every process and temporary
+# directory it makes is removed when it ends, also on failure or Ctrl-C.
 #
 # Environment: BENCH_WRK_SECONDS (10), BENCH_WRK_CONNECTIONS (50),
-# BENCH_WRK_THREADS (2), BENCH_ONLY (bus or identity: run only that part).
+# BENCH_WRK_THREADS (2), BENCH_CHAT_SECONDS (15: each measured chat step),
+# BENCH_ONLY (bus, identity or chat: run only that part).
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -28,13 +32,8 @@ unset PARTA_BUS PARTA_EVENTS_IN PARTA_EVENTS_OUT PARTA_DATA PARTA_REDIS PARTA_HT
 wrk_seconds=${BENCH_WRK_SECONDS:-10}
 wrk_connections=${BENCH_WRK_CONNECTIONS:-50}
 wrk_threads=${BENCH_WRK_THREADS:-2}
+chat_seconds=${BENCH_CHAT_SECONDS:-15}
 only=${BENCH_ONLY:-}
-# Generous limits so that the gateway measures work, not refusals. Every class
-# a route names must be present, or the gateway refuses to start. A rule
-# allows at most 1000000 requests per period, hence "per second" for ip.
-rate_limits="ip=1000000/1;otp_phone=1000000/60;otp_ip=1000000/60;login_phone=1000000/60"
-rate_limits+=";login_ip=1000000/60;app_ip=1000000/60;invite_ip=1000000/60"
-rate_limits+=";invite_user=1000000/60;post_user=1000000/10"
 phone=+79995550101
 password="bench-password-1"
 
@@ -44,6 +43,28 @@ groups=()           # process groups we started (each leader's pid)
 status=0
 
 say() { printf '%s\n' "$*"; }
+
+# Generous limits so that the gateway measures work, not refusals (the post
+# limit, 20 per 10 s by default, would cap 900 posting students at 1800
+# messages/s). Every class a route names must be present, or the gateway
+# refuses to start: the classes come from the gateway's own route table, with
+# the known ones as a floor. A rule allows at most 1000000 requests per
+# period, hence "per second" for ip.
+set_rate_limits() {
+    local classes cls
+    classes=$( { printf '%s\n' otp_phone otp_ip login_phone login_ip app_ip invite_ip invite_user \
+        post_user me_user
+        "$PARTA_BIN/parta-gateway" --list-routes 1 2>/dev/null |
+            sed -n 's/.*"limits": *"\([^"]*\)".*/\1/p' | tr ',' '\n' | cut -d: -f1
+    } | grep -v '^ip$' | grep . | sort -u)
+    rate_limits="ip=1000000/1"
+    for cls in $classes; do
+        case "$cls" in
+            post_user) rate_limits+=";$cls=1000000/10" ;;
+            *) rate_limits+=";$cls=1000000/60" ;;
+        esac
+    done
+}
 
 # Stops one process group: TERM to its leader (run.sh and bus_bench stop
 # their own children), then KILL to whatever of the group is left.
@@ -132,12 +153,13 @@ ensure_wrk() {
     return 1
 }
 
-# start_stack NAME AUTH_CACHE_MS: scripts/run.sh on the benchmark's data
-# directory (kept from one start to the next) and free ports (HTTP and the
-# bus's three); sets $url, $data and $stack_pid.
+# start_stack NAME AUTH_CACHE_MS [DIR]: scripts/run.sh on the benchmark's
+# data directory ($work/stack unless DIR is named; kept from one start to the
+# next) and free ports (HTTP and the bus's three); sets $url, $data and
+# $stack_pid.
 start_stack() {
     local name=$1 cache_ms=$2 http bus ein eout
-    data=$work/stack
+    data=$work/${3:-stack}
     mkdir -p "$data"
     free_port && http=$port && free_port && bus=$port && free_port && ein=$port &&
         free_port && eout=$port || return 1
@@ -161,11 +183,16 @@ start_stack() {
     return 1
 }
 
-stop_stack() {
-    stop_group "$stack_pid"
+# forget_group PGID: stops it and takes it off the list cleanup stops.
+forget_group() {
+    stop_group "$1"
     local kept=()
-    for g in "${groups[@]}"; do [ "$g" != "$stack_pid" ] && kept+=("$g"); done
+    for g in "${groups[@]}"; do [ "$g" != "$1" ] && kept+=("$g"); done
     groups=("${kept[@]}")
+}
+
+stop_stack() {
+    forget_group "$stack_pid"
 }
 
 # post PATH JSON: prints the body, then the status on the last line.
@@ -290,12 +317,74 @@ EOF
     return $rc
 }
 
+# --- chats and realtime through the gateway, and a bare Redis as the floor ---
+
+# Lines of a stack's logs at warn or above, per process: what the services
+# complained about under load.
+log_summary() {
+    local f n
+    for f in "$data"/log/*.log; do
+        [ "$(basename "$f")" = redis.log ] && continue
+        n=$(grep -c -E '^(warn|error)' "$f" 2>/dev/null)
+        [ "${n:-0}" -gt 0 ] || continue
+        say "  $(basename "$f" .log): $n lines at warn or above, e.g.:"
+        # Without the trace id and the details that differ from line to line.
+        grep -E '^(warn|error)' "$f" | cut -d' ' -f1,2,4- |
+            sed -E 's/ (user|ip|ms|seconds|suppressed|id|session|chat|endpoint)=[^ ]*//g' |
+            cut -c1-120 | sort | uniq -c | sort -rn | head -n 3 | sed 's/^ */    /'
+    done
+}
+
+run_chat() {
+    local bench=$build_dir/bench/chat_bench
+    for b in "$bench" broker identity org invite chat meet audit gateway; do
+        case "$b" in /*) ;; *) b=$PARTA_BIN/parta-$b ;; esac
+        if [ ! -x "$b" ]; then
+            say "missing $b: run make first"
+            return 1
+        fi
+    done
+    say ""
+    start_stack chat 30000 chat-stack || return 1
+    # The floor's Redis: a bare one, on a free port, no persistence.
+    local floor=$work/floor rport rpid
+    mkdir -p "$floor"
+    free_port && rport=$port || return 1
+    setsid redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$floor" --logfile "$floor/redis.log" </dev/null >/dev/null 2>&1 &
+    rpid=$!
+    groups+=("$rpid")
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
+        sleep 0.1
+    done
+    # As for the bus: a process group of its own, bounded.
+    timeout -k 10 600 "$bench" --url "$url" --data "$data" --redis "127.0.0.1:$rport" \
+        --redis-pid "$rpid" --limits "$rate_limits" --seconds "$chat_seconds" &
+    local pid=$!
+    groups+=("$pid")
+    wait "$pid"
+    local rc=$?
+    [ $rc = 124 ] && say "chat_bench did not finish within 600 s"
+    say ""
+    say "the stack's logs:"
+    log_summary
+    stop_stack
+    forget_group "$rpid"
+    forget_group "$pid"
+    return $rc
+}
+
 say "Parta benchmarks ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
-if [ "$only" != identity ]; then
+set_rate_limits
+if [ -z "$only" ] || [ "$only" = bus ]; then
     run_bus || status=1
 fi
-if [ "$only" != bus ]; then
+if [ -z "$only" ] || [ "$only" = identity ]; then
     run_identity || status=1
+fi
+if [ -z "$only" ] || [ "$only" = chat ]; then
+    run_chat || status=1
 fi
 say ""
 if [ $status = 0 ]; then
