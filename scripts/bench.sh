@@ -322,17 +322,19 @@ EOF
 # Lines of a stack's logs at warn or above, per process: what the services
 # complained about under load.
 log_summary() {
-    local f n
+    local f n any=0
     for f in "$data"/log/*.log; do
         [ "$(basename "$f")" = redis.log ] && continue
         n=$(grep -c -E '^(warn|error)' "$f" 2>/dev/null)
         [ "${n:-0}" -gt 0 ] || continue
+        any=1
         say "  $(basename "$f" .log): $n lines at warn or above, e.g.:"
         # Without the trace id and the details that differ from line to line.
         grep -E '^(warn|error)' "$f" | cut -d' ' -f1,2,4- |
             sed -E 's/ (user|ip|ms|seconds|suppressed|id|session|chat|endpoint)=[^ ]*//g' |
             cut -c1-120 | sort | uniq -c | sort -rn | head -n 3 | sed 's/^ */    /'
     done
+    [ $any = 1 ] || say "  nothing at warn or above"
 }
 
 run_chat() {

@@ -1585,11 +1585,16 @@ s_step_notes (step_t *st, const char *unit)
                 slip_max);
     }
     printf ("; drained in %.1f s\n", st->drain_s);
-    if (st->rate > 0 && ((double) st->accepted < 0.97 * st->rate * st->seconds || slip_max > 100))
+    if (st->rate > 0 && (double) st->accepted < 0.97 * st->rate * st->seconds)
         printf ("    the offered rate was NOT sustained: %.0f/s accepted; posts waited up to %.2f s"
                 " for one of the\n    %d connections, a wait the latencies above leave out"
                 " (they count from sending)\n",
                 (double) st->accepted / st->seconds, slip_max / 1000.0, POST_POOL);
+    else if (slip_max > 100)
+        printf ("    the rate was kept, but at times posts waited up to %.2f s for one of the %d"
+                " connections,\n    a wait the latencies above leave out (they count from"
+                " sending)\n",
+                slip_max / 1000.0, POST_POOL);
     if (st->refused || st->failed)
         printf ("    NOT ACCEPTED: %llu refused, %llu failed; the first: %ld %s\n",
                 (unsigned long long) st->refused, (unsigned long long) st->failed, st->bad_status,
