@@ -22,6 +22,8 @@ const config_opt_t config_common_opts[] = {
     {"liveness", "3", "missed heartbeats before a peer is declared dead"},
     {"sync", "normal", "sqlite synchronous mode: normal or full"},
     {"worker_credit", "32", "requests a worker accepts at once from the broker"},
+    {"outbox_keep_days", "30",
+     "days a published event stays in its service's outbox for consumers that were away (0: forever)"},
     {NULL, NULL, NULL}};
 
 #define MAX_OPTS 64

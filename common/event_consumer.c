@@ -35,6 +35,7 @@ typedef struct {
     source_t sources[MAX_SOURCES];
     int n_sources;
     uint64_t applied, duplicates, replays;
+    uint64_t lost;              /* events pruned at their source before we read them */
 } consumer_t;
 
 struct event_ctx_t {
@@ -209,6 +210,16 @@ s_catchup (consumer_t *c, source_t *s)
                 continue;
             }
         }
+        if (reply->oldest > s->last + 1) {
+            /*  What we missed was pruned (the source keeps its events for
+                outbox_keep_days): go on from what is left, loudly. */
+            log_error (NULL, "events lost: pruned at the source before this consumer caught up"
+                             " source=%s first_lost=%llu last_lost=%llu", s->name,
+                       (unsigned long long) (s->last + 1),
+                       (unsigned long long) (reply->oldest - 1));
+            c->lost += reply->oldest - 1 - s->last;
+            s->last = reply->oldest - 1;
+        }
         int failed = 0;
         for (size_t i = 0; i < reply->n_events && !failed; i++) {
             Ev__Event *event = ev__event__unpack (NULL, reply->events[i].len,
@@ -343,9 +354,9 @@ failed:
     char *term = zstr_recv (pipe);
     zstr_free (&term);
 out:
-    log_info (NULL, "event consumer stopped applied=%llu duplicates=%llu replays=%llu",
+    log_info (NULL, "event consumer stopped applied=%llu duplicates=%llu replays=%llu lost=%llu",
               (unsigned long long) c->applied, (unsigned long long) c->duplicates,
-              (unsigned long long) c->replays);
+              (unsigned long long) c->replays, (unsigned long long) c->lost);
     zsock_destroy (&c->sub);
     bus_client_destroy (&c->client);
     arena_destroy (&c->arena);

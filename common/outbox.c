@@ -15,6 +15,9 @@
 #define LEASE_RENEW_MS 1000
 #define POLL_MS 10              /* data_version check while holding the lease */
 #define BEACON_MS 1000
+#define PRUNE_EVERY_MS (10 * 60 * 1000)
+#define PRUNE_BATCH 5000        /* rows per statement: short write locks */
+#define DAY_MS (24LL * 3600 * 1000)
 
 int
 outbox_add (db_t *db, const char *type, const char *org_id, const char *actor_id,
@@ -149,8 +152,30 @@ outbox_replay (db_t *db, const char *source, uint64_t from_seq, uint32_t limit, 
     if (rc != SQLITE_DONE)
         return -1;
     reply->head = outbox_head (db);
+    reply->oldest = s_scalar (db, "SELECT coalesce(min(seq), 0) FROM outbox");
     reply->epoch = arena_strdup (arena, epoch);
     return 0;
+}
+
+int
+outbox_prune (db_t *db, int64_t before_ms, int batch)
+{
+    /*  seq is AUTOINCREMENT, so numbers are never reused; keeping the
+        newest published row keeps max(seq), the head, as it was. Only the
+        oldest `batch` rows are looked at: rows are written in time order,
+        so this never walks the whole table. */
+    sqlite3_stmt *stmt = db_stmt (db, "DELETE FROM outbox WHERE seq IN ("
+                                      " SELECT seq FROM (SELECT seq, at FROM outbox"
+                                      "  WHERE seq < (SELECT published FROM outbox_state WHERE id = 1)"
+                                      "  ORDER BY seq LIMIT ?2) WHERE at < ?1)");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, before_ms);
+    sqlite3_bind_int (stmt, 2, batch);
+    int changes = 0;
+    if (db_step_done (db, stmt, &changes))
+        return -1;
+    return changes;
 }
 
 /* --- publisher --- */
@@ -166,6 +191,8 @@ struct outbox_pub_t {
     int64_t beacon_at;
     int data_version;
     uint64_t published;
+    int64_t keep_ms;            /* 0: events are kept forever */
+    int64_t prune_at;
 };
 
 outbox_pub_t *
@@ -183,6 +210,12 @@ outbox_pub_new (db_t *db, const char *source, const config_t *cfg)
     /*  A PUB socket drops what it sends before its connection is up, and
         the rows would count as published: take the lease a moment later. */
     self->lease_at = clock_mono_ms () + FIRST_LEASE_DELAY_MS;
+    int ok = 1;
+    int64_t days = config_int (cfg, "outbox_keep_days", 30, 0, 36500, &ok);
+    if (!ok)
+        log_warn (NULL, "outbox_keep_days must be 0..36500: keeping 30 days");
+    self->keep_ms = (ok ? days : 30) * DAY_MS;
+    self->prune_at = self->lease_at + PRUNE_EVERY_MS;
     return self;
 fail:
     outbox_pub_destroy (&self);
@@ -346,6 +379,13 @@ outbox_pub_tick (outbox_pub_t *self)
         outbox_pub_flush (self);
         s_beacon (self);
         self->beacon_at = now + BEACON_MS;
+    }
+    if (self->keep_ms && now >= self->prune_at) {
+        /*  A batch at a time; while there is more, come back soon. */
+        int gone = outbox_prune (self->db, clock_now_ms () - self->keep_ms, PRUNE_BATCH);
+        if (gone > 0)
+            log_info (NULL, "outbox pruned source=%s events=%d", self->source, gone);
+        self->prune_at = now + (gone == PRUNE_BATCH ? BEACON_MS : PRUNE_EVERY_MS);
     }
     int64_t next = self->poll_at;
     if (self->lease_at < next)

@@ -28,9 +28,14 @@ uint64_t outbox_head (db_t *db);
 uint64_t outbox_published (db_t *db);
 
 /*  Fills `reply` with up to `limit` (1..500) events from `from_seq` on,
-    allocated from `arena`. 0 or -1. */
+    allocated from `arena`, and the oldest seq still kept. 0 or -1. */
 int outbox_replay (db_t *db, const char *source, uint64_t from_seq, uint32_t limit,
                    arena_t *arena, Bus__ReplayReply *reply);
+
+/*  Deletes published events written before `before_ms`, at most `batch`
+    of them; the newest published row always stays (it carries the head).
+    Returns how many went, or -1. */
+int outbox_prune (db_t *db, int64_t before_ms, int batch);
 
 /*  Builds the envelope of the row the statement is on (columns seq, id,
     type, org_id, actor_id, at, payload, trace_id). Borrowed strings. */
@@ -39,7 +44,8 @@ void outbox_event_from_row (sqlite3_stmt *stmt, const char *source, const char *
 
 typedef struct outbox_pub_t outbox_pub_t;
 
-/*  A publisher for `source` over `db`, connecting to cfg's events_in. */
+/*  A publisher for `source` over `db`, connecting to cfg's events_in. The
+    lease holder also prunes events older than cfg's outbox_keep_days. */
 outbox_pub_t *outbox_pub_new (db_t *db, const char *source, const config_t *cfg);
 void outbox_pub_destroy (outbox_pub_t **self_p);
 /*  Publishes what this connection just committed (when holding the lease). */

@@ -323,6 +323,64 @@ test_replay_paging (void **state)
     db_destroy (&db);
 }
 
+/*  Marks everything up to `seq` published, as a publisher would. */
+static void
+s_set_published (db_t *db, uint64_t seq)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "UPDATE outbox_state SET published = ? WHERE id = 1");
+    assert_non_null (stmt);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) seq);
+    assert_int_equal (db_step_done (db, stmt, NULL), 0);
+}
+
+static void
+test_prune (void **state)
+{
+    fixture_t *fx = *state;
+    db_t *db = s_open (fx->path);
+    arena_t *arena = arena_new ();
+    /*  Events 1..20 written at base+seq ms; 1..15 published. */
+    s_commit_events (db, 1, 20);
+    s_set_published (db, 15);
+    int64_t base = 1795856400000LL;
+
+    /*  Nothing is older than the cut-off: nothing goes. */
+    assert_int_equal (outbox_prune (db, base + 1, 100), 0);
+    /*  Older than base+6: seq 1..5, and a batch bounds each call. */
+    assert_int_equal (outbox_prune (db, base + 6, 3), 3);
+    assert_int_equal (outbox_prune (db, base + 6, 3), 2);
+    assert_int_equal (outbox_prune (db, base + 6, 3), 0);
+    Bus__ReplayReply reply = BUS__REPLAY_REPLY__INIT;
+    assert_int_equal (outbox_replay (db, SOURCE, 1, 100, arena, &reply), 0);
+    assert_int_equal (reply.oldest, 6);
+    assert_int_equal (reply.head, 20);
+    assert_int_equal (reply.n_events, 15);
+    Ev__Event *first = ev__event__unpack (NULL, reply.events[0].len, reply.events[0].data);
+    assert_non_null (first);
+    assert_int_equal (first->seq, 6);
+    ev__event__free_unpacked (first, NULL);
+
+    /*  Everything is old: unpublished rows stay, and so does the newest
+        published one. */
+    assert_int_equal (outbox_prune (db, base + 1000000, 100), 9);     /* 6..14 */
+    arena_reset (arena);
+    assert_int_equal (outbox_replay (db, SOURCE, 1, 100, arena, &reply), 0);
+    assert_int_equal (reply.oldest, 15);
+    assert_int_equal (reply.n_events, 6);
+    /*  All published and pruned: the head and the numbering carry on. */
+    s_set_published (db, 20);
+    assert_int_equal (outbox_prune (db, base + 1000000, 100), 5);
+    assert_int_equal (outbox_head (db), 20);
+    s_commit_events (db, 21, 1);
+    assert_int_equal (outbox_head (db), 21);
+    arena_reset (arena);
+    assert_int_equal (outbox_replay (db, SOURCE, 1, 100, arena, &reply), 0);
+    assert_int_equal (reply.oldest, 20);
+    assert_int_equal (reply.n_events, 2);
+    arena_destroy (&arena);
+    db_destroy (&db);
+}
+
 /* --- epoch --- */
 
 static void
@@ -764,6 +822,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_seq_gap_free, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_add_without_payload, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_replay_paging, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_prune, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_epoch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_publisher_one_holder_in_order, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_publisher_takeover_on_destroy, s_setup, s_teardown),
