@@ -107,6 +107,21 @@ s_check (const char *s, size_t min, size_t max, int multiline, char *out, size_t
     if (raw > max * 4 + 64)
         return "is too long";
     size_t len = text_trim (s, out, outlen);
+    if (multiline) {
+        /*  Line breaks as Windows and old Macs write them become "\n". */
+        size_t j = 0;
+        for (size_t i = 0; i < len; i++) {
+            if (out[i] == '\r') {
+                out[j++] = '\n';
+                if (i + 1 < len && out[i + 1] == '\n')
+                    i++;
+            }
+            else
+                out[j++] = out[i];
+        }
+        out[j] = 0;
+        len = j;
+    }
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char) out[i];
         if (c < 0x20 || c == 0x7F) {
