@@ -26,7 +26,8 @@ typedef struct {
     uint64_t id;
     uint32_t attempt;
     char service[BUS_SERVICE_MAX + 1];
-    uint8_t *request;           /* packed bus.Request */
+    size_t service_len;
+    uint8_t *request;           /* packed bus.Request, in the same allocation as the call */
     size_t request_len;
     int64_t deadline;           /* monotonic ms */
     int64_t timer_at;           /* when the heap should wake us for this call */
@@ -169,7 +170,6 @@ bus_client_new_from_config (const config_t *cfg)
 static void
 s_call_free (call_t *call)
 {
-    free (call->request);
     free (call);
 }
 
@@ -195,14 +195,9 @@ bus_client_destroy (bus_client_t **self_p)
 
 /* --- sending --- */
 
-static int
-s_send_frame (void *handle, const void *data, size_t len, int more)
-{
-    return zmq_send (handle, data, len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0 ? -1 : 0;
-}
-
-/*  Sends the current attempt. A DEALER either takes the whole message or,
-    at its high-water mark, refuses the first frame: no partial messages. */
+/*  Sends the current attempt: a header frame and the payload frame. A
+    DEALER either takes the whole message or, at its high-water mark,
+    refuses the first frame: no partial messages. */
 static int
 s_transmit (bus_client_t *self, call_t *call, int64_t now)
 {
@@ -213,32 +208,35 @@ s_transmit (bus_client_t *self, call_t *call, int64_t now)
         id[8 + i] = (uint8_t) (call->attempt >> (24 - 8 * i));
     /*  The broker gives up a little before we do, so that its answer
         (queued too long: unavailable) rather than our own timer decides. */
-    char ttl[24];
     int64_t left = call->deadline - now;
     left = left > 200 ? left - 50 : left * 3 / 4;
-    snprintf (ttl, sizeof ttl, "%lld", (long long) (left < 1 ? 1 : left));
-    uint8_t cmd = BUS_CLIENT_REQUEST;
-    if (s_send_frame (self->handle, "", 0, 1))
+    bus_header_t h = {.side = BUS_CLIENT,
+                      .command = BUS_CLIENT_REQUEST,
+                      .number = (uint32_t) (left < 1 ? 1 : left),
+                      .id = id,
+                      .id_len = ID_LEN,
+                      .service = (const uint8_t *) call->service,
+                      .service_len = call->service_len};
+    uint8_t header[BUS_HEADER_MAX];
+    size_t size = bus_header_build (header, &h, BUS_TO_BROKER);
+    if (zmq_send (self->handle, header, size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return -1;
     call->sent_at = now;
-    s_send_frame (self->handle, BUS_CLIENT_HEADER, 5, 1);
-    s_send_frame (self->handle, &cmd, 1, 1);
-    s_send_frame (self->handle, call->service, strlen (call->service), 1);
-    s_send_frame (self->handle, id, ID_LEN, 1);
-    s_send_frame (self->handle, ttl, strlen (ttl), 1);
-    s_send_frame (self->handle, call->request, call->request_len, 0);
+    zmq_send (self->handle, call->request, call->request_len, ZMQ_DONTWAIT);
     return 0;
 }
 
 static void
 s_heartbeat (bus_client_t *self, int64_t now)
 {
-    uint8_t cmd = BUS_CLIENT_HEARTBEAT;
     uint64_t nonce = ++self->hb_nonce;
-    if (s_send_frame (self->handle, "", 0, 1) == 0) {
-        s_send_frame (self->handle, BUS_CLIENT_HEADER, 5, 1);
-        s_send_frame (self->handle, &cmd, 1, 1);
-        s_send_frame (self->handle, &nonce, sizeof nonce, 0);
+    bus_header_t h = {.side = BUS_CLIENT,
+                      .command = BUS_CLIENT_HEARTBEAT,
+                      .nonce = (const uint8_t *) &nonce,
+                      .nonce_len = sizeof nonce};
+    uint8_t header[BUS_HEADER_MAX];
+    size_t size = bus_header_build (header, &h, BUS_TO_BROKER);
+    if (zmq_send (self->handle, header, size, ZMQ_DONTWAIT) == (int) size) {
         self->hb[self->hb_next].nonce = nonce;
         self->hb[self->hb_next].sent_at = now;
         self->hb_next = (self->hb_next + 1) % 16;
@@ -314,25 +312,22 @@ bus_client_send (bus_client_t *self, const char *service, const char *method,
     req.idempotency_key = (char *) (opts->idempotency_key ? opts->idempotency_key : "");
     req.deadline_ms = clock_now_ms () + timeout;
 
-    call_t *call = calloc (1, sizeof *call);
+    /*  One allocation: the call, then its packed request. */
+    size_t request_len = bus__request__get_packed_size (&req);
+    call_t *call = calloc (1, sizeof *call + request_len);
     if (!call) {
         if (body_buf != small)
             free (body_buf);
         return 0;
     }
-    call->request_len = bus__request__get_packed_size (&req);
-    call->request = malloc (call->request_len ? call->request_len : 1);
-    if (!call->request) {
-        if (body_buf != small)
-            free (body_buf);
-        free (call);
-        return 0;
-    }
+    call->request = (uint8_t *) (call + 1);
+    call->request_len = request_len;
     bus__request__pack (&req, call->request);
     if (body_buf != small)
         free (body_buf);
 
     memcpy (call->service, service, service_len + 1);
+    call->service_len = service_len;
     call->id = self->next_id++;
     call->retryable = (opts->flags & BUS_CALL_RETRY)
                       || (opts->idempotency_key && *opts->idempotency_key);
@@ -468,12 +463,22 @@ s_calls_lost (bus_client_t *self, const char *why, int64_t now, int64_t sent_bef
 }
 
 static void
-s_on_reply (bus_client_t *self, zmq_msg_t *frames, int count, int64_t now)
+s_dropped (bus_client_t *self, const char *why)
 {
-    /*  frames: "" PBC01 REPLY service id payload */
-    if (count != 6 || zmq_msg_size (&frames[4]) != ID_LEN)
-        goto drop;
-    const uint8_t *id = zmq_msg_data (&frames[4]);
+    unsigned long suppressed;
+    if (log_limit_allow (&self->drop_log, &suppressed))
+        log_warn (NULL, "bus client dropped a message reason=\"%s\" suppressed=%lu", why,
+                  suppressed);
+}
+
+static void
+s_on_reply (bus_client_t *self, const bus_header_t *h, zmq_msg_t *payload, int64_t now)
+{
+    if (h->id_len != ID_LEN) {
+        s_dropped (self, "a reply with a request id we never send");
+        return;
+    }
+    const uint8_t *id = h->id;
     uint64_t call_id = 0;
     uint32_t attempt = 0;
     for (int i = 0; i < 8; i++)
@@ -483,8 +488,7 @@ s_on_reply (bus_client_t *self, zmq_msg_t *frames, int count, int64_t now)
     call_t *call = u64map_get (self->calls, call_id);
     if (!call || call->attempt != attempt || call->state != CALL_SENT)
         return;         /* cancelled, timed out or superseded: not an error */
-    Bus__Reply *reply = bus__reply__unpack (NULL, zmq_msg_size (&frames[5]),
-                                            zmq_msg_data (&frames[5]));
+    Bus__Reply *reply = bus__reply__unpack (NULL, zmq_msg_size (payload), zmq_msg_data (payload));
     if (!reply) {
         s_finish_unavailable (self, call, "malformed reply from the bus");
         return;
@@ -496,32 +500,23 @@ s_on_reply (bus_client_t *self, zmq_msg_t *frames, int count, int64_t now)
     else
         s_finish (self, call, reply);
     bus__reply__free_unpacked (reply, NULL);
-    return;
-drop:;
-    unsigned long suppressed;
-    if (log_limit_allow (&self->drop_log, &suppressed))
-        log_warn (NULL, "bus client dropped a malformed message frames=%d suppressed=%lu", count,
-                  suppressed);
 }
 
 static void
-s_on_heartbeat (bus_client_t *self, zmq_msg_t *frames, int count, int64_t now)
+s_on_heartbeat (bus_client_t *self, const bus_header_t *h, int64_t now)
 {
-    /*  "" PBC01 HEARTBEAT instance [nonce] */
-    if (count < 4)
-        return;
-    size_t len = zmq_msg_size (&frames[3]);
+    size_t len = h->instance_len;
     if (len == 0 || len >= sizeof self->broker)
         return;
     char instance[64];
-    memcpy (instance, zmq_msg_data (&frames[3]), len);
+    memcpy (instance, h->instance, len);
     instance[len] = 0;
     /*  When our heartbeat left: calls sent before it may have gone to a
         broker that no longer exists. */
     int64_t sent_at = now;
-    if (count == 5 && zmq_msg_size (&frames[4]) == sizeof (uint64_t)) {
+    if (h->nonce_len == sizeof (uint64_t)) {
         uint64_t nonce;
-        memcpy (&nonce, zmq_msg_data (&frames[4]), sizeof nonce);
+        memcpy (&nonce, h->nonce, sizeof nonce);
         for (int i = 0; i < 16; i++)
             if (self->hb[i].nonce == nonce && nonce)
                 sent_at = self->hb[i].sent_at;
@@ -533,14 +528,14 @@ s_on_heartbeat (bus_client_t *self, zmq_msg_t *frames, int count, int64_t now)
     memcpy (self->broker, instance, len + 1);
 }
 
-#define MAX_FRAMES 8
+#define MAX_FRAMES 2
 
+/*  Reads until nothing is left: a receive that finds nothing also takes
+    in ZeroMQ's pending commands, which is what re-arms the descriptor. */
 static void
 s_receive (bus_client_t *self)
 {
     for (;;) {
-        if (!(zsock_events (self->sock) & ZMQ_POLLIN))
-            return;
         zmq_msg_t frames[MAX_FRAMES];
         int count = 0, more = 1, extra = 0;
         while (more) {
@@ -562,22 +557,17 @@ s_receive (bus_client_t *self)
         }
         int64_t now = clock_mono_ms ();
         self->last_recv = now;
-        if (!extra && count >= 3 && zmq_msg_size (&frames[0]) == 0
-            && zmq_msg_size (&frames[1]) == 5
-            && memcmp (zmq_msg_data (&frames[1]), BUS_CLIENT_HEADER, 5) == 0
-            && zmq_msg_size (&frames[2]) == 1) {
-            uint8_t cmd = *(uint8_t *) zmq_msg_data (&frames[2]);
-            if (cmd == BUS_CLIENT_REPLY)
-                s_on_reply (self, frames, count, now);
-            else if (cmd == BUS_CLIENT_HEARTBEAT)
-                s_on_heartbeat (self, frames, count, now);
-        }
-        else {
-            unsigned long suppressed;
-            if (log_limit_allow (&self->drop_log, &suppressed))
-                log_warn (NULL, "bus client dropped an unexpected message suppressed=%lu",
-                          suppressed);
-        }
+        bus_header_t h;
+        const char *why = bus_header_parse (zmq_msg_data (&frames[0]), zmq_msg_size (&frames[0]),
+                                            BUS_FROM_BROKER, &h);
+        if (!why && (extra || count != h.frames || h.side != BUS_CLIENT))
+            why = "wrong number of frames or a worker's command";
+        if (why)
+            s_dropped (self, why);
+        else if (h.command == BUS_CLIENT_REPLY)
+            s_on_reply (self, &h, &frames[1], now);
+        else
+            s_on_heartbeat (self, &h, now);
         for (int i = 0; i < count; i++)
             zmq_msg_close (&frames[i]);
     }

@@ -20,7 +20,7 @@
 
 #define IDEMPOTENCY_KEEP_MS (24LL * 3600 * 1000)
 #define PRUNE_EVERY_MS 60000
-#define MAX_FRAMES 8
+#define MAX_FRAMES 2             /* a header and a payload */
 #define RECONNECT_DELAY_MS 100
 
 typedef struct worker_t worker_t;
@@ -611,8 +611,10 @@ count:;
     handlers do; the executor thread owns the database and runs requests one
     at a time. A handler that takes seconds (a slow call to another service,
     a busy database) therefore never makes the broker declare the worker
-    dead with requests in hand. They talk over the executor actor's pipe:
-    "REQ" client id payload one way, "REP" client id reply the other. */
+    dead with requests in hand. They talk over the executor actor's pipe,
+    in the bus's own frames: the broker's REQUEST (header, payload) as it
+    arrived one way, the REPLY (the same header with the REPLY command, the
+    reply) the other, so nothing is framed twice. */
 
 static int
 s_recv_frames (void *handle, zmq_msg_t *frames, int max, int *extra)
@@ -654,17 +656,18 @@ s_prune (worker_t *w)
     }
 }
 
+/*  frames: the broker's REQUEST header (checked by the I/O thread) and
+    the payload. The REPLY header is the same bytes with another command:
+    the broker matches it to the request by them. */
 static void
 s_execute (worker_t *w, void *pipe, zmq_msg_t *frames)
 {
-    /*  frames: "REQ" client id payload */
     int wrote = 0;
     atomic_fetch_add (&w->shared->requests, 1);
     ProtobufCBinaryData reply
-        = s_dispatch (w, zmq_msg_data (&frames[3]), zmq_msg_size (&frames[3]), &wrote);
-    zmq_send (pipe, "REP", 3, ZMQ_SNDMORE);
-    zmq_msg_send (&frames[1], pipe, ZMQ_SNDMORE);
-    zmq_msg_send (&frames[2], pipe, ZMQ_SNDMORE);
+        = s_dispatch (w, zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]), &wrote);
+    ((uint8_t *) zmq_msg_data (&frames[0]))[BUS_SIGNATURE_LEN] = BUS_WORKER_REPLY;
+    zmq_msg_send (&frames[0], pipe, ZMQ_SNDMORE);
     zmq_send (pipe, reply.data, reply.len, 0);
     arena_reset (w->arena);
     if (wrote && w->pub)
@@ -734,10 +737,9 @@ s_executor_actor (zsock_t *pipe, void *args)
             int count = s_recv_frames (h, frames, MAX_FRAMES, &extra);
             if (count < 0)
                 break;
-            if (count == 4 && zmq_msg_size (&frames[0]) == 3
-                && memcmp (zmq_msg_data (&frames[0]), "REQ", 3) == 0)
+            if (count == 2 && !extra)
                 s_execute (w, h, frames);
-            else if (count >= 1 && zmq_msg_size (&frames[0]) == 5
+            else if (count == 1 && zmq_msg_size (&frames[0]) == 5
                      && memcmp (zmq_msg_data (&frames[0]), "$TERM", 5) == 0)
                 term = 1;
             s_close_frames (frames, count);
@@ -783,17 +785,19 @@ typedef struct {
     log_limit_t drop_log;
 } io_t;
 
+/*  READY (with our service and credit), HEARTBEAT or DISCONNECT: one frame. */
 static void
-s_send_command (io_t *io, uint8_t cmd, const char *arg1, const char *arg2)
+s_send_command (io_t *io, uint8_t cmd)
 {
-    void *h = zsock_resolve (io->dealer);
-    zmq_send (h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (h, BUS_WORKER_HEADER, 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (h, &cmd, 1, (arg1 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-    if (arg1)
-        zmq_send (h, arg1, strlen (arg1), (arg2 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-    if (arg2)
-        zmq_send (h, arg2, strlen (arg2), ZMQ_DONTWAIT);
+    bus_header_t h = {.side = BUS_WORKER, .command = cmd};
+    if (cmd == BUS_WORKER_READY) {
+        h.number = (uint32_t) io->credit;
+        h.service = (const uint8_t *) io->service;
+        h.service_len = strlen (io->service);
+    }
+    uint8_t header[BUS_HEADER_MAX];
+    size_t size = bus_header_build (header, &h, BUS_TO_BROKER);
+    zmq_send (zsock_resolve (io->dealer), header, size, ZMQ_DONTWAIT);
 }
 
 static int
@@ -803,9 +807,7 @@ s_connect (io_t *io)
     io->dealer = bus_socket_connect (ZMQ_DEALER, io->cfg, config_str (io->cfg, "bus"));
     if (!io->dealer)
         return -1;
-    char credit[16];
-    snprintf (credit, sizeof credit, "%d", io->credit);
-    s_send_command (io, BUS_WORKER_READY, io->service, credit);
+    s_send_command (io, BUS_WORKER_READY);
     int64_t now = clock_mono_ms ();
     io->ready_at = now;
     io->broker_expiry = now + (int64_t) io->heartbeat_ms * io->liveness;
@@ -846,30 +848,25 @@ s_from_broker (io_t *io)
         if (count < 0)
             return 0;
         int rc = 0;
-        io->broker_expiry = clock_mono_ms () + (int64_t) io->heartbeat_ms * io->liveness;
-        if (!extra && count >= 3 && zmq_msg_size (&frames[0]) == 0
-            && zmq_msg_size (&frames[1]) == 5
-            && memcmp (zmq_msg_data (&frames[1]), BUS_WORKER_HEADER, 5) == 0
-            && zmq_msg_size (&frames[2]) == 1) {
-            uint8_t cmd = *(uint8_t *) zmq_msg_data (&frames[2]);
-            if (cmd == BUS_WORKER_REQUEST && count == 6) {
-                zmq_send (exec, "REQ", 3, ZMQ_SNDMORE);
-                zmq_msg_send (&frames[3], exec, ZMQ_SNDMORE);
-                zmq_msg_send (&frames[4], exec, ZMQ_SNDMORE);
-                zmq_msg_send (&frames[5], exec, 0);
-            }
-            else if (cmd == BUS_WORKER_DISCONNECT)
-                rc = -1;
-            else if (cmd != BUS_WORKER_HEARTBEAT) {
-                unsigned long suppressed;
-                if (log_limit_allow (&io->drop_log, &suppressed))
-                    log_warn (NULL, "worker dropped a malformed command suppressed=%lu", suppressed);
-            }
+        if (batch % 64 == 0)
+            io->broker_expiry = clock_mono_ms () + (int64_t) io->heartbeat_ms * io->liveness;
+        bus_header_t head;
+        const char *why = bus_header_parse (zmq_msg_data (&frames[0]), zmq_msg_size (&frames[0]),
+                                            BUS_FROM_BROKER, &head);
+        if (!why && (extra || count != head.frames || head.side != BUS_WORKER))
+            why = "wrong number of frames or a client's command";
+        if (!why && head.command == BUS_WORKER_REQUEST) {
+            /*  As it came: the executor answers with this header. */
+            zmq_msg_send (&frames[0], exec, ZMQ_SNDMORE);
+            zmq_msg_send (&frames[1], exec, 0);
         }
-        else {
+        else if (!why && head.command == BUS_WORKER_DISCONNECT)
+            rc = -1;
+        else if (why) {
             unsigned long suppressed;
             if (log_limit_allow (&io->drop_log, &suppressed))
-                log_warn (NULL, "worker dropped an unexpected message suppressed=%lu", suppressed);
+                log_warn (NULL, "worker dropped a message reason=\"%s\" suppressed=%lu", why,
+                          suppressed);
         }
         s_close_frames (frames, count);
         if (rc)
@@ -889,16 +886,10 @@ s_from_executor (io_t *io)
         int count = s_recv_frames (exec, frames, MAX_FRAMES, &extra);
         if (count < 0)
             return;
-        if (count == 4 && zmq_msg_size (&frames[0]) == 3
-            && memcmp (zmq_msg_data (&frames[0]), "REP", 3) == 0 && io->dealer) {
+        if (count == 2 && !extra && io->dealer) {
             void *h = zsock_resolve (io->dealer);
-            uint8_t cmd = BUS_WORKER_REPLY;
-            zmq_send (h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send (h, BUS_WORKER_HEADER, 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send (h, &cmd, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_msg_send (&frames[1], h, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_msg_send (&frames[2], h, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_msg_send (&frames[3], h, ZMQ_DONTWAIT);
+            if (zmq_msg_send (&frames[0], h, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+                zmq_msg_send (&frames[1], h, ZMQ_DONTWAIT);
         }
         s_close_frames (frames, count);
     }
@@ -957,14 +948,14 @@ s_worker_actor (zsock_t *pipe, void *args)
             continue;
         }
         if (now >= io->heartbeat_at) {
-            s_send_command (io, BUS_WORKER_HEARTBEAT, NULL, NULL);
+            s_send_command (io, BUS_WORKER_HEARTBEAT);
             io->heartbeat_at = now + io->heartbeat_ms;
         }
     }
     if (io->dealer) {
         /*  Say goodbye, giving the message a moment to leave. */
         zsock_set_linger (io->dealer, 200);
-        s_send_command (io, BUS_WORKER_DISCONNECT, NULL, NULL);
+        s_send_command (io, BUS_WORKER_DISCONNECT);
     }
 out:
     zactor_destroy (&io->executor);

@@ -1,6 +1,11 @@
-/*  broker: see broker.h. Frames are received into zmq_msg_t and forwarded
-    with zmq_msg_send, so a request's payload is never copied on its way
-    from client to worker and back. */
+/*  broker: see broker.h. A message from a peer is its routing id, one
+    header frame and, for requests and replies, one payload frame
+    (docs/bus.md). Payloads are received into zmq_msg_t and sent on with
+    zmq_msg_send, so a request's payload is never copied on its way from
+    client to worker and back, and never unpacked (except for the broker's
+    own mmi service). The header a worker gets is built once, when the
+    request arrives; a worker's REPLY header is that header with another
+    command byte, so matching it to a request in hand is one comparison. */
 #include "broker.h"
 #include "bus.pb-c.h"
 #include "bus_proto.h"
@@ -8,47 +13,61 @@
 #include "curve.h"
 #include "log.h"
 #include "status.h"
+#include "u64map.h"
 #include "ulid.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <string.h>
 
-#define MAX_FRAMES 10
+#define MAX_FRAMES 3            /* routing id, header, payload */
 #define MAX_SERVICES 1024
 #define MAX_QUEUE 100000        /* requests waiting per service */
 #define SWEEP_MS 5              /* how often queued deadlines are checked */
+#define BATCH 10000             /* messages handled per wake-up, at most */
+#define CLOCK_EVERY 64          /* messages handled between two readings of the clock */
+#define HEADER_AT (BUS_SIGNATURE_LEN + 1)   /* a header's fields start here */
 
 typedef struct service_t service_t;
 typedef struct worker_t worker_t;
 
+/*  A request waiting for a worker: the REQUEST header the worker will get
+    (it names the client and the request id) and the client's payload. */
 typedef struct {
-    zmq_msg_t client;           /* client routing id */
-    zmq_msg_t id;               /* request id */
+    zmq_msg_t header;
     zmq_msg_t payload;
     int64_t deadline;           /* monotonic ms */
 } request_t;
 
+/*  Requests waiting, first in first out: a ring that grows by doubling, so
+    that queueing a request allocates nothing. */
 typedef struct {
-    zmq_msg_t client;
-    zmq_msg_t id;
-} held_t;
+    request_t *items;
+    size_t cap, head, len;
+} queue_t;
 
 struct service_t {
     char *name;
+    size_t name_len;
     zlistx_t *waiting;          /* worker_t*: live workers with free credit, LRU first */
-    zlistx_t *queue;            /* request_t*: waiting for a worker */
+    queue_t queue;
+    int64_t earliest;           /* no queued request's deadline is before this */
     size_t workers;
     size_t in_flight;
 };
 
 struct worker_t {
-    char *key;                  /* hex of the routing id */
-    zmq_msg_t address;
+    uint64_t key;               /* s_peer_key of the address */
+    uint8_t address[256];       /* routing id */
+    size_t address_len;
     service_t *service;
     int credit;
-    held_t *held;               /* credit slots */
-    int n_held;
+    /*  Requests in hand: the REQUEST headers sent, oldest first, in a ring
+        of `credit` slots. Workers mostly answer in order, so the search for
+        a REPLY's request usually stops at the first. */
+    zmq_msg_t *held;
+    int held_head, n_held;
     void *waiting_handle;       /* in service->waiting, or NULL when full */
     int64_t expiry;
 };
@@ -61,9 +80,11 @@ typedef struct {
     zactor_t *proxy;
     zactor_t *auth;
     zhashx_t *services;         /* name -> service_t* */
-    zhashx_t *workers;          /* key -> worker_t* */
+    u64map_t *workers;          /* s_peer_key (routing id) -> worker_t* */
+    uint8_t peer_secret[crypto_shorthash_KEYBYTES];
     char instance[ULID_LEN + 1];
     int heartbeat_ms, liveness;
+    int64_t now;                /* monotonic ms, read once per CLOCK_EVERY messages */
     int64_t heartbeat_at, sweep_at;
     size_t queued;
     /* counters (mmi.stats) */
@@ -102,37 +123,22 @@ s_canned (status_t status, const char *message)
     return out;
 }
 
-static char *
-s_hex (const zmq_msg_t *msg)
+/*  Workers are found by their routing id, which any peer may choose: a
+    keyed hash, so that nobody can aim at a slot of the table. */
+static uint64_t
+s_peer_key (broker_t *b, const void *address, size_t len)
 {
-    static const char digits[] = "0123456789abcdef";
-    size_t n = zmq_msg_size ((zmq_msg_t *) msg);
-    const uint8_t *p = zmq_msg_data ((zmq_msg_t *) msg);
-    char *out = malloc (2 * n + 1);
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = 0;
-    return out;
+    unsigned char out[crypto_shorthash_BYTES];
+    crypto_shorthash (out, address, len, b->peer_secret);
+    uint64_t key;
+    memcpy (&key, out, sizeof key);
+    return key ? key : 1;       /* u64map keys are never 0 */
 }
 
-static int
-s_msg_eq (zmq_msg_t *a, zmq_msg_t *b)
-{
-    size_t n = zmq_msg_size (a);
-    return n == zmq_msg_size (b) && memcmp (zmq_msg_data (a), zmq_msg_data (b), n) == 0;
-}
-
-/*  Sends a frame that stays ours (copied into a new message). */
 static void
-s_send_copy (broker_t *b, zmq_msg_t *msg, int more)
+s_send (broker_t *b, const void *data, size_t len, int more)
 {
-    zmq_msg_t copy;
-    zmq_msg_init (&copy);
-    zmq_msg_copy (&copy, msg);
-    if (zmq_msg_send (&copy, b->handle, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0)
-        zmq_msg_close (&copy);
+    zmq_send (b->handle, data, len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
 }
 
 /*  Sends a frame whose content moves to ZeroMQ (msg is left empty). */
@@ -145,70 +151,114 @@ s_send_move (broker_t *b, zmq_msg_t *msg, int more)
     }
 }
 
-static void
-s_send_bytes (broker_t *b, const void *data, size_t len, int more)
-{
-    zmq_send (b->handle, data, len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-}
-
 /*  A ROUTER drops a message to an unknown peer silently; with
-    ZMQ_ROUTER_MANDATORY unset that is what we want for vanished clients. */
+    ZMQ_ROUTER_MANDATORY unset that is what we want for vanished clients.
 
+    A REPLY to a client: its routing id, the header, and either `payload`
+    (moved) or `bytes`. */
 static void
-s_client_reply (broker_t *b, zmq_msg_t *client, const char *service, zmq_msg_t *id,
-                const void *payload, size_t len, int move)
+s_client_reply (broker_t *b, const uint8_t *address, size_t address_len, const uint8_t *id,
+                size_t id_len, const char *service, size_t service_len, zmq_msg_t *payload,
+                const void *bytes, size_t len)
 {
-    uint8_t cmd = BUS_CLIENT_REPLY;
-    if (move)
-        s_send_move (b, client, 1);
+    bus_header_t h = {.side = BUS_CLIENT, .command = BUS_CLIENT_REPLY, .id = id, .id_len = id_len,
+                      .service = (const uint8_t *) service, .service_len = service_len};
+    uint8_t header[BUS_HEADER_MAX];
+    size_t size = bus_header_build (header, &h, BUS_FROM_BROKER);
+    if (!size)
+        return;
+    s_send (b, address, address_len, 1);
+    s_send (b, header, size, 1);
+    if (payload)
+        s_send_move (b, payload, 0);
     else
-        s_send_copy (b, client, 1);
-    s_send_bytes (b, "", 0, 1);
-    s_send_bytes (b, BUS_CLIENT_HEADER, 5, 1);
-    s_send_bytes (b, &cmd, 1, 1);
-    s_send_bytes (b, service, strlen (service), 1);
-    if (move)
-        s_send_move (b, id, 1);
-    else
-        s_send_copy (b, id, 1);
-    s_send_bytes (b, payload, len, 0);
+        s_send (b, bytes, len, 0);
+}
+
+/*  Answers a request that will not reach a worker (or whose worker is
+    gone) from the REQUEST header that was meant for the worker. */
+static void
+s_answer_from_header (broker_t *b, zmq_msg_t *header, service_t *s, ProtobufCBinaryData *reply)
+{
+    bus_header_t h;
+    if (bus_header_parse (zmq_msg_data (header), zmq_msg_size (header), BUS_FROM_BROKER, &h))
+        return;     /* cannot happen: we built it */
+    s_client_reply (b, h.address, h.address_len, h.id, h.id_len, s->name, s->name_len, NULL,
+                    reply->data, reply->len);
 }
 
 static void
-s_worker_command (broker_t *b, worker_t *w, uint8_t cmd)
+s_worker_command (broker_t *b, const uint8_t *address, size_t address_len, uint8_t cmd)
 {
-    s_send_copy (b, &w->address, 1);
-    s_send_bytes (b, "", 0, 1);
-    s_send_bytes (b, BUS_WORKER_HEADER, 5, 1);
-    s_send_bytes (b, &cmd, 1, 0);
+    uint8_t header[HEADER_AT];
+    memcpy (header, BUS_WORKER_HEADER, BUS_SIGNATURE_LEN);
+    header[BUS_SIGNATURE_LEN] = cmd;
+    s_send (b, address, address_len, 1);
+    s_send (b, header, sizeof header, 0);
+}
+
+/* --- the queue of a service --- */
+
+static int
+s_queue_push (queue_t *q, request_t *r)
+{
+    if (q->len == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 64;
+        request_t *items = malloc (cap * sizeof *items);
+        if (!items)
+            return -1;
+        /*  zmq_msg_t moves by copying its bytes, as ZeroMQ's own queues do. */
+        for (size_t i = 0; i < q->len; i++)
+            items[i] = q->items[(q->head + i) % q->cap];
+        free (q->items);
+        q->items = items;
+        q->cap = cap;
+        q->head = 0;
+    }
+    q->items[(q->head + q->len) % q->cap] = *r;
+    q->len++;
+    return 0;
 }
 
 static void
-s_disconnect_address (broker_t *b, zmq_msg_t *address)
+s_queue_pop (queue_t *q, request_t *r)
 {
-    uint8_t cmd = BUS_WORKER_DISCONNECT;
-    s_send_copy (b, address, 1);
-    s_send_bytes (b, "", 0, 1);
-    s_send_bytes (b, BUS_WORKER_HEADER, 5, 1);
-    s_send_bytes (b, &cmd, 1, 0);
+    *r = q->items[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    if (q->len == 0 && q->cap > 1024) {
+        /*  A burst is over: give its memory back. */
+        free (q->items);
+        q->items = NULL;
+        q->cap = q->head = 0;
+    }
+}
+
+static void
+s_request_close (request_t *r)
+{
+    zmq_msg_close (&r->header);
+    zmq_msg_close (&r->payload);
 }
 
 /* --- services --- */
 
-static void
-s_request_destroy (request_t **r_p)
-{
-    request_t *r = *r_p;
-    if (!r)
-        return;
-    zmq_msg_close (&r->client);
-    zmq_msg_close (&r->id);
-    zmq_msg_close (&r->payload);
-    free (r);
-    *r_p = NULL;
-}
-
 static void s_service_free (void **item);
+
+/*  Answers every waiting request of a service with `reply`. */
+static void
+s_queue_answer_all (broker_t *b, service_t *s, ProtobufCBinaryData *reply)
+{
+    request_t r;
+    while (s->queue.len) {
+        s_queue_pop (&s->queue, &r);
+        s_answer_from_header (b, &r.header, s, reply);
+        s_request_close (&r);
+        b->queued--;
+        b->expired++;
+    }
+    s->earliest = INT64_MAX;
+}
 
 /*  Forgets a service no worker serves, answering what waited for it. Used
     to make room: requests for made-up names must not keep real services
@@ -218,16 +268,9 @@ static int
 s_service_evict (broker_t *b, int for_worker)
 {
     for (service_t *old = zhashx_first (b->services); old; old = zhashx_next (b->services)) {
-        if (old->workers > 0 || (!for_worker && zlistx_size (old->queue) > 0))
+        if (old->workers > 0 || (!for_worker && old->queue.len > 0))
             continue;
-        request_t *r;
-        while ((r = zlistx_detach (old->queue, NULL))) {
-            s_client_reply (b, &r->client, old->name, &r->id, b->no_worker.data, b->no_worker.len,
-                            1);
-            s_request_destroy (&r);
-            b->queued--;
-            b->expired++;
-        }
+        s_queue_answer_all (b, old, &b->no_worker);
         char *key = (char *) zhashx_cursor (b->services);
         zhashx_delete (b->services, key);
         return 1;
@@ -245,9 +288,12 @@ s_service (broker_t *b, const char *name, int create, int for_worker)
         && !(for_worker && s_service_evict (b, 1)))
         return NULL;
     s = calloc (1, sizeof *s);
+    if (!s)
+        return NULL;
     s->name = strdup (name);
+    s->name_len = strlen (name);
     s->waiting = zlistx_new ();
-    s->queue = zlistx_new ();
+    s->earliest = INT64_MAX;
     zhashx_insert (b->services, name, s);
     return s;
 }
@@ -258,10 +304,12 @@ s_service_free (void **item)
     service_t *s = *item;
     if (!s)
         return;
-    request_t *r;
-    while ((r = zlistx_detach (s->queue, NULL)))
-        s_request_destroy (&r);
-    zlistx_destroy (&s->queue);
+    request_t r;
+    while (s->queue.len) {
+        s_queue_pop (&s->queue, &r);
+        s_request_close (&r);
+    }
+    free (s->queue.items);
     zlistx_destroy (&s->waiting);
     free (s->name);
     free (s);
@@ -273,24 +321,19 @@ s_service_free (void **item)
 static void
 s_dispatch (broker_t *b, service_t *s)
 {
-    while (zlistx_size (s->queue) && zlistx_size (s->waiting)) {
+    while (s->queue.len && zlistx_size (s->waiting)) {
         worker_t *w = zlistx_first (s->waiting);
-        request_t *r = zlistx_detach (s->queue, NULL);
+        request_t r;
+        s_queue_pop (&s->queue, &r);
         b->queued--;
-        uint8_t cmd = BUS_WORKER_REQUEST;
-        held_t *h = &w->held[w->n_held++];
-        zmq_msg_init (&h->client);
-        zmq_msg_init (&h->id);
-        zmq_msg_copy (&h->client, &r->client);
-        zmq_msg_copy (&h->id, &r->id);
-        s_send_copy (b, &w->address, 1);
-        s_send_bytes (b, "", 0, 1);
-        s_send_bytes (b, BUS_WORKER_HEADER, 5, 1);
-        s_send_bytes (b, &cmd, 1, 1);
-        s_send_move (b, &r->client, 1);
-        s_send_move (b, &r->id, 1);
-        s_send_move (b, &r->payload, 0);
-        s_request_destroy (&r);
+        zmq_msg_t *held = &w->held[(w->held_head + w->n_held) % w->credit];
+        zmq_msg_init (held);
+        zmq_msg_copy (held, &r.header);
+        w->n_held++;
+        s_send (b, w->address, w->address_len, 1);
+        s_send_move (b, &r.header, 1);
+        s_send_move (b, &r.payload, 0);
+        s_request_close (&r);
         s->in_flight++;
         if (w->n_held >= w->credit) {
             zlistx_delete (s->waiting, w->waiting_handle);
@@ -299,9 +342,58 @@ s_dispatch (broker_t *b, service_t *s)
         else
             zlistx_move_end (s->waiting, w->waiting_handle);
     }
+    if (s->queue.len == 0)
+        s->earliest = INT64_MAX;
 }
 
 /* --- workers --- */
+
+static worker_t *
+s_worker_find (broker_t *b, zmq_msg_t *address, uint64_t *key_out)
+{
+    size_t len = zmq_msg_size (address);
+    const uint8_t *data = zmq_msg_data (address);
+    uint64_t key = s_peer_key (b, data, len);
+    *key_out = key;
+    worker_t *w = u64map_get (b->workers, key);
+    if (w && (w->address_len != len || memcmp (w->address, data, len) != 0))
+        return NULL;    /* another peer's key: this one is unknown */
+    return w;
+}
+
+/*  The i-th request in hand (0: the oldest). */
+static zmq_msg_t *
+s_held (worker_t *w, int i)
+{
+    return &w->held[(w->held_head + i) % w->credit];
+}
+
+/*  Which request in hand a REPLY header answers: the REQUEST header sent
+    for it has the same bytes after the command. -1 if none. */
+static int
+s_held_find (worker_t *w, const uint8_t *header, size_t size)
+{
+    for (int i = 0; i < w->n_held; i++) {
+        zmq_msg_t *m = s_held (w, i);
+        if (zmq_msg_size (m) == size
+            && memcmp ((uint8_t *) zmq_msg_data (m) + HEADER_AT, header + HEADER_AT,
+                       size - HEADER_AT)
+                   == 0)
+            return i;
+    }
+    return -1;
+}
+
+/*  Forgets the i-th request in hand, keeping the others in order. */
+static void
+s_held_remove (worker_t *w, int i)
+{
+    zmq_msg_close (s_held (w, i));
+    for (int j = i; j > 0; j--)
+        *s_held (w, j) = *s_held (w, j - 1);
+    w->held_head = (w->held_head + 1) % w->credit;
+    w->n_held--;
+}
 
 static void
 s_worker_delete (broker_t *b, worker_t *w, int lost)
@@ -309,172 +401,137 @@ s_worker_delete (broker_t *b, worker_t *w, int lost)
     service_t *s = w->service;
     if (w->waiting_handle)
         zlistx_delete (s->waiting, w->waiting_handle);
-    for (int i = 0; i < w->n_held; i++) {
-        held_t *h = &w->held[i];
+    while (w->n_held) {
         if (lost) {
-            s_client_reply (b, &h->client, s->name, &h->id, b->worker_lost.data,
-                            b->worker_lost.len, 1);
+            s_answer_from_header (b, s_held (w, 0), s, &b->worker_lost);
             b->lost_requests++;
         }
-        zmq_msg_close (&h->client);
-        zmq_msg_close (&h->id);
+        s_held_remove (w, 0);
         s->in_flight--;
     }
     s->workers--;
-    zhashx_delete (b->workers, w->key);     /* frees w */
-}
-
-static void
-s_worker_free (void **item)
-{
-    worker_t *w = *item;
-    if (!w)
-        return;
-    zmq_msg_close (&w->address);
+    u64map_remove (b->workers, w->key);
     free (w->held);
-    free (w->key);
     free (w);
-    *item = NULL;
-}
-
-static int
-s_valid_service (zmq_msg_t *frame, char *out)
-{
-    size_t n = zmq_msg_size (frame);
-    if (n == 0 || n > BUS_SERVICE_MAX)
-        return 0;
-    const char *p = zmq_msg_data (frame);
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-            return 0;
-    }
-    memcpy (out, p, n);
-    out[n] = 0;
-    return 1;
-}
-
-/*  Parses a small positive decimal frame (ttl, credit). -1 if not one. */
-static long
-s_number (zmq_msg_t *frame, long max)
-{
-    size_t n = zmq_msg_size (frame);
-    const char *p = zmq_msg_data (frame);
-    if (n == 0 || n > 10)
-        return -1;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    return v >= 1 && v <= max ? v : -1;
 }
 
 static void
-s_on_worker (broker_t *b, zmq_msg_t *f, int count)
+s_worker_register (broker_t *b, zmq_msg_t *address, uint64_t key, const bus_header_t *h)
 {
-    /*  f[0] address, f[1] "", f[2] PBW01, f[3] command, ... */
-    char *key = s_hex (&f[0]);
-    worker_t *w = zhashx_lookup (b->workers, key);
-    uint8_t cmd = *(uint8_t *) zmq_msg_data (&f[3]);
-    if (w)
-        w->expiry = clock_mono_ms () + (int64_t) b->heartbeat_ms * b->liveness;
-
-    if (cmd == BUS_WORKER_READY) {
-        char name[BUS_SERVICE_MAX + 1];
-        long credit = count == 6 ? s_number (&f[5], BUS_CREDIT_MAX) : -1;
-        if (w) {
-            /*  READY twice is a protocol error (MDP): forget and disconnect. */
-            s_drop (b, "worker sent READY twice", key);
-            s_worker_delete (b, w, 1);
-            s_disconnect_address (b, &f[0]);
-        }
-        else if (count != 6 || !s_valid_service (&f[4], name) || credit < 0
-                 || strcmp (name, BUS_MMI_SERVICE) == 0) {
-            /*  Tell the worker, or it would wait in vain for requests. */
-            s_drop (b, "malformed READY", key);
-            s_disconnect_address (b, &f[0]);
-        }
-        else {
-            service_t *s = s_service (b, name, 1, 1);
-            if (!s) {
-                s_drop (b, "too many services", key);
-                s_disconnect_address (b, &f[0]);
-            }
-            else {
-                w = calloc (1, sizeof *w);
-                w->key = key;
-                key = NULL;
-                zmq_msg_init (&w->address);
-                zmq_msg_copy (&w->address, &f[0]);
-                w->service = s;
-                w->credit = (int) credit;
-                w->held = calloc ((size_t) credit, sizeof (held_t));
-                w->expiry = clock_mono_ms () + (int64_t) b->heartbeat_ms * b->liveness;
-                zhashx_insert (b->workers, w->key, w);
-                w->waiting_handle = zlistx_add_end (s->waiting, w);
-                s->workers++;
-                log_info (NULL, "worker registered service=%s credit=%ld workers=%zu", name,
-                          credit, s->workers);
-                s_dispatch (b, s);
-            }
-        }
+    const uint8_t *addr = zmq_msg_data (address);
+    size_t addr_len = zmq_msg_size (address);
+    char name[BUS_SERVICE_MAX + 1];
+    if (!bus_service_valid (h->service, h->service_len) || h->number < 1
+        || h->number > BUS_CREDIT_MAX) {
+        /*  Tell the worker, or it would wait in vain for requests. */
+        s_drop (b, "malformed READY", "worker");
+        s_worker_command (b, addr, addr_len, BUS_WORKER_DISCONNECT);
+        return;
     }
+    memcpy (name, h->service, h->service_len);
+    name[h->service_len] = 0;
+    if (strcmp (name, BUS_MMI_SERVICE) == 0) {
+        s_drop (b, "READY for the broker's own service", "worker");
+        s_worker_command (b, addr, addr_len, BUS_WORKER_DISCONNECT);
+        return;
+    }
+    if (u64map_get (b->workers, key) || addr_len > sizeof ((worker_t *) 0)->address) {
+        s_drop (b, "routing id collides with a registered worker's", "worker");
+        s_worker_command (b, addr, addr_len, BUS_WORKER_DISCONNECT);
+        return;
+    }
+    service_t *s = s_service (b, name, 1, 1);
+    worker_t *w = s ? calloc (1, sizeof *w) : NULL;
+    if (w)
+        w->held = calloc (h->number, sizeof (zmq_msg_t));
+    if (!w || !w->held || u64map_put (b->workers, key, w)) {
+        if (w)
+            free (w->held);
+        free (w);
+        s_drop (b, s ? "out of memory" : "too many services", "worker");
+        s_worker_command (b, addr, addr_len, BUS_WORKER_DISCONNECT);
+        return;
+    }
+    w->key = key;
+    memcpy (w->address, addr, addr_len);
+    w->address_len = addr_len;
+    w->service = s;
+    w->credit = (int) h->number;
+    w->expiry = b->now + (int64_t) b->heartbeat_ms * b->liveness;
+    w->waiting_handle = zlistx_add_end (s->waiting, w);
+    s->workers++;
+    log_info (NULL, "worker registered service=%s credit=%d workers=%zu", name, w->credit,
+              s->workers);
+    s_dispatch (b, s);
+}
+
+static void
+s_worker_reply (broker_t *b, worker_t *w, zmq_msg_t *header, const bus_header_t *h,
+                zmq_msg_t *payload)
+{
+    int i = s_held_find (w, zmq_msg_data (header), zmq_msg_size (header));
+    if (i < 0) {
+        s_drop (b, "reply to a request the worker does not hold", "worker");
+        return;
+    }
+    service_t *s = w->service;
+    s_client_reply (b, h->address, h->address_len, h->id, h->id_len, s->name, s->name_len,
+                    payload, NULL, 0);
+    s_held_remove (w, i);
+    s->in_flight--;
+    b->replies++;
+    if (!w->waiting_handle)
+        w->waiting_handle = zlistx_add_end (s->waiting, w);
+    s_dispatch (b, s);
+}
+
+/*  A message with a worker signature. `why` says what is wrong with its
+    layout or frame count (NULL: nothing). */
+static void
+s_on_worker (broker_t *b, zmq_msg_t *f, const bus_header_t *h, const char *why)
+{
+    uint64_t key;
+    worker_t *w = s_worker_find (b, &f[0], &key);
+    if (w)
+        w->expiry = b->now + (int64_t) b->heartbeat_ms * b->liveness;
+    if (w && h->command == BUS_WORKER_READY) {
+        /*  READY twice is a protocol error (MDP): forget and disconnect. */
+        s_drop (b, "worker sent READY twice", "worker");
+        s_worker_delete (b, w, 1);
+        s_worker_command (b, zmq_msg_data (&f[0]), zmq_msg_size (&f[0]), BUS_WORKER_DISCONNECT);
+    }
+    else if (why) {
+        s_drop (b, why, "worker");
+        /*  A peer we do not know (a bad READY, or it thinks it registered
+            with a broker that restarted) is told to register again. */
+        if (!w && h->command != BUS_WORKER_DISCONNECT)
+            s_worker_command (b, zmq_msg_data (&f[0]), zmq_msg_size (&f[0]),
+                              BUS_WORKER_DISCONNECT);
+    }
+    else if (h->command == BUS_WORKER_READY)
+        s_worker_register (b, &f[0], key, h);
     else if (!w) {
         /*  An unknown worker: the broker restarted or forgot it. Tell it to
             register again (unless it is saying goodbye). */
-        if (cmd != BUS_WORKER_DISCONNECT) {
-            s_drop (b, "message from an unregistered worker", key);
-            s_disconnect_address (b, &f[0]);
+        if (h->command != BUS_WORKER_DISCONNECT) {
+            s_drop (b, "message from an unregistered worker", "worker");
+            s_worker_command (b, zmq_msg_data (&f[0]), zmq_msg_size (&f[0]),
+                              BUS_WORKER_DISCONNECT);
         }
     }
-    else if (cmd == BUS_WORKER_REPLY && count == 7) {
-        /*  f[4] client, f[5] id, f[6] payload */
-        int found = -1;
-        for (int i = 0; i < w->n_held; i++)
-            if (s_msg_eq (&w->held[i].client, &f[4]) && s_msg_eq (&w->held[i].id, &f[5])) {
-                found = i;
-                break;
-            }
-        if (found < 0)
-            s_drop (b, "reply to a request the worker does not hold", key);
-        else {
-            service_t *s = w->service;
-            held_t *h = &w->held[found];
-            zmq_msg_close (&h->client);
-            zmq_msg_close (&h->id);
-            w->held[found] = w->held[--w->n_held];
-            s->in_flight--;
-            uint8_t reply_cmd = BUS_CLIENT_REPLY;
-            s_send_move (b, &f[4], 1);
-            s_send_bytes (b, "", 0, 1);
-            s_send_bytes (b, BUS_CLIENT_HEADER, 5, 1);
-            s_send_bytes (b, &reply_cmd, 1, 1);
-            s_send_bytes (b, s->name, strlen (s->name), 1);
-            s_send_move (b, &f[5], 1);
-            s_send_move (b, &f[6], 0);
-            b->replies++;
-            if (!w->waiting_handle)
-                w->waiting_handle = zlistx_add_end (s->waiting, w);
-            s_dispatch (b, s);
-        }
-    }
-    else if (cmd == BUS_WORKER_HEARTBEAT && count == 4)
-        ;   /* expiry refreshed above */
-    else if (cmd == BUS_WORKER_DISCONNECT && count == 4) {
+    else if (h->command == BUS_WORKER_REPLY)
+        s_worker_reply (b, w, &f[1], h, &f[2]);
+    else if (h->command == BUS_WORKER_DISCONNECT) {
         log_info (NULL, "worker disconnected service=%s", w->service->name);
         s_worker_delete (b, w, 1);
     }
-    else
-        s_drop (b, "malformed worker command", key);
-    free (key);
+    /*  HEARTBEAT: the expiry is refreshed above. */
 }
 
 /* --- the mmi service --- */
 
 static void
-s_mmi (broker_t *b, zmq_msg_t *client, zmq_msg_t *id, zmq_msg_t *payload)
+s_mmi (broker_t *b, zmq_msg_t *client, const bus_header_t *h, zmq_msg_t *payload)
 {
     Bus__Request *req = bus__request__unpack (NULL, zmq_msg_size (payload),
                                               zmq_msg_data (payload));
@@ -493,7 +550,7 @@ s_mmi (broker_t *b, zmq_msg_t *client, zmq_msg_t *id, zmq_msg_t *payload)
             bus__mmi_service__init (&items[i]);
             items[i].name = s->name;
             items[i].workers = (uint32_t) s->workers;
-            items[i].queued = (uint32_t) zlistx_size (s->queue);
+            items[i].queued = (uint32_t) s->queue.len;
             items[i].in_flight = (uint32_t) s->in_flight;
             ptrs[i] = &items[i];
             i++;
@@ -517,7 +574,7 @@ s_mmi (broker_t *b, zmq_msg_t *client, zmq_msg_t *id, zmq_msg_t *payload)
         st.worker_losses = b->worker_losses;
         st.lost_requests = b->lost_requests;
         st.events = atomic_load (&s_events);
-        st.workers = zhashx_size (b->workers);
+        st.workers = u64map_size (b->workers);
         st.started_at = b->started_at;
         reply.body.len = bus__mmi_stats__get_packed_size (&st);
         body = malloc (reply.body.len + 1);
@@ -531,7 +588,8 @@ s_mmi (broker_t *b, zmq_msg_t *client, zmq_msg_t *id, zmq_msg_t *payload)
     size_t len = bus__reply__get_packed_size (&reply);
     uint8_t *buf = malloc (len + 1);
     bus__reply__pack (&reply, buf);
-    s_client_reply (b, client, BUS_MMI_SERVICE, id, buf, len, 0);
+    s_client_reply (b, zmq_msg_data (client), zmq_msg_size (client), h->id, h->id_len,
+                    BUS_MMI_SERVICE, strlen (BUS_MMI_SERVICE), NULL, buf, len);
     free (buf);
     free (body);
     if (req)
@@ -541,66 +599,102 @@ s_mmi (broker_t *b, zmq_msg_t *client, zmq_msg_t *id, zmq_msg_t *payload)
 /* --- clients --- */
 
 static void
-s_on_client (broker_t *b, zmq_msg_t *f, int count)
+s_client_heartbeat (broker_t *b, zmq_msg_t *client, const bus_header_t *h)
 {
-    uint8_t cmd = *(uint8_t *) zmq_msg_data (&f[3]);
-    if (cmd == BUS_CLIENT_HEARTBEAT && (count == 4 || count == 5)) {
-        /*  Answer with our instance id and the client's nonce, if any. */
-        uint8_t hb = BUS_CLIENT_HEARTBEAT;
-        s_send_copy (b, &f[0], 1);
-        s_send_bytes (b, "", 0, 1);
-        s_send_bytes (b, BUS_CLIENT_HEADER, 5, 1);
-        s_send_bytes (b, &hb, 1, 1);
-        s_send_bytes (b, b->instance, strlen (b->instance), count == 5);
-        if (count == 5)
-            s_send_copy (b, &f[4], 0);
+    if (h->nonce_len > BUS_NONCE_MAX) {
+        s_drop (b, "heartbeat nonce longer than 32 bytes", "client");
         return;
     }
-    /*  f[4] service, f[5] id, f[6] ttl, f[7] payload */
-    char name[BUS_SERVICE_MAX + 1];
-    long ttl;
-    if (cmd != BUS_CLIENT_REQUEST || count != 8 || zmq_msg_size (&f[5]) == 0
-        || zmq_msg_size (&f[5]) > BUS_ID_MAX) {
-        s_drop (b, "malformed client command", "client");
+    /*  Answer with our instance id and the client's nonce. */
+    bus_header_t answer = {.side = BUS_CLIENT,
+                           .command = BUS_CLIENT_HEARTBEAT,
+                           .instance = (const uint8_t *) b->instance,
+                           .instance_len = ULID_LEN,
+                           .nonce = h->nonce,
+                           .nonce_len = h->nonce_len};
+    uint8_t header[BUS_HEADER_MAX];
+    size_t size = bus_header_build (header, &answer, BUS_FROM_BROKER);
+    s_send (b, zmq_msg_data (client), zmq_msg_size (client), 1);
+    s_send (b, header, size, 0);
+}
+
+static void
+s_on_client (broker_t *b, zmq_msg_t *f, const bus_header_t *h)
+{
+    const uint8_t *client = zmq_msg_data (&f[0]);
+    size_t client_len = zmq_msg_size (&f[0]);
+    if (h->command == BUS_CLIENT_HEARTBEAT) {
+        s_client_heartbeat (b, &f[0], h);
         return;
     }
-    if (!s_valid_service (&f[4], name) || (ttl = s_number (&f[6], BUS_TTL_MAX_MS)) < 0) {
+    /*  A REQUEST: f[1] header, f[2] payload. */
+    if (h->id_len == 0 || h->id_len > BUS_ID_MAX) {
+        s_drop (b, "request id not 1..32 bytes", "client");
+        return;
+    }
+    if (!bus_service_valid (h->service, h->service_len) || h->number < 1
+        || h->number > BUS_TTL_MAX_MS) {
         /*  The request can be answered: say what is wrong rather than let
             the client wait for its deadline. */
         s_drop (b, "bad service name or time-to-live", "client");
-        size_t n = zmq_msg_size (&f[4]) <= BUS_SERVICE_MAX ? zmq_msg_size (&f[4]) : 0;
-        char echo[BUS_SERVICE_MAX + 1];
-        memcpy (echo, zmq_msg_data (&f[4]), n);
-        echo[n] = 0;
-        s_client_reply (b, &f[0], echo, &f[5], b->bad_request.data, b->bad_request.len, 0);
+        s_client_reply (b, client, client_len, h->id, h->id_len, (const char *) h->service,
+                        h->service_len <= BUS_SERVICE_MAX ? h->service_len : 0, NULL,
+                        b->bad_request.data, b->bad_request.len);
         return;
     }
     b->requests++;
+    char name[BUS_SERVICE_MAX + 1];
+    memcpy (name, h->service, h->service_len);
+    name[h->service_len] = 0;
     if (strcmp (name, BUS_MMI_SERVICE) == 0) {
-        s_mmi (b, &f[0], &f[5], &f[7]);
+        s_mmi (b, &f[0], h, &f[2]);
         return;
     }
     service_t *s = s_service (b, name, 1, 0);
-    if (!s) {
-        s_client_reply (b, &f[0], name, &f[5], b->too_many_services.data,
-                        b->too_many_services.len, 0);
+    ProtobufCBinaryData *refusal = !s                           ? &b->too_many_services
+                                   : s->queue.len >= MAX_QUEUE ? &b->queue_full
+                                                                : NULL;
+    request_t r;
+    bus_header_t for_worker = {.side = BUS_WORKER,
+                               .command = BUS_WORKER_REQUEST,
+                               .address = client,
+                               .address_len = client_len,
+                               .id = h->id,
+                               .id_len = h->id_len};
+    uint8_t header[BUS_HEADER_MAX];
+    size_t size = refusal ? 0 : bus_header_build (header, &for_worker, BUS_FROM_BROKER);
+    if (!refusal && (!size || zmq_msg_init_size (&r.header, size)))
+        refusal = &b->queue_full;
+    if (refusal) {
+        s_client_reply (b, client, client_len, h->id, h->id_len, name, h->service_len, NULL,
+                        refusal->data, refusal->len);
         return;
     }
-    if (zlistx_size (s->queue) >= MAX_QUEUE) {
-        s_client_reply (b, &f[0], name, &f[5], b->queue_full.data, b->queue_full.len, 0);
+    memcpy (zmq_msg_data (&r.header), header, size);
+    zmq_msg_init (&r.payload);
+    zmq_msg_move (&r.payload, &f[2]);
+    r.deadline = b->now + (int64_t) h->number;
+    if (s_queue_push (&s->queue, &r)) {
+        s_request_close (&r);
+        s_client_reply (b, client, client_len, h->id, h->id_len, name, h->service_len, NULL,
+                        b->queue_full.data, b->queue_full.len);
         return;
     }
-    request_t *r = malloc (sizeof *r);
-    zmq_msg_init (&r->client);
-    zmq_msg_init (&r->id);
-    zmq_msg_init (&r->payload);
-    zmq_msg_move (&r->client, &f[0]);
-    zmq_msg_move (&r->id, &f[5]);
-    zmq_msg_move (&r->payload, &f[7]);
-    r->deadline = clock_mono_ms () + ttl;
-    zlistx_add_end (s->queue, r);
+    if (r.deadline < s->earliest)
+        s->earliest = r.deadline;
     b->queued++;
     s_dispatch (b, s);
+}
+
+/* --- receiving --- */
+
+/*  A peer of the first version sends an empty frame, then PBC01 or PBW01. */
+static int
+s_version_one (zmq_msg_t *f, int count)
+{
+    return count >= 3 && zmq_msg_size (&f[1]) == 0 && zmq_msg_size (&f[2]) == 5
+           && (memcmp (zmq_msg_data (&f[2]), "PBC01", 5) == 0
+               || memcmp (zmq_msg_data (&f[2]), "PBW01", 5) == 0);
 }
 
 /*  Reads one message from the ROUTER and acts on it. 0 when none waited. */
@@ -626,15 +720,27 @@ s_receive_one (broker_t *b)
             extra = 1;
         }
     }
-    if (extra || count < 4 || zmq_msg_size (&f[1]) != 0 || zmq_msg_size (&f[2]) != 5
-        || zmq_msg_size (&f[3]) != 1)
-        s_drop (b, extra ? "too many frames" : "malformed header", "peer");
-    else if (memcmp (zmq_msg_data (&f[2]), BUS_CLIENT_HEADER, 5) == 0)
-        s_on_client (b, f, count);
-    else if (memcmp (zmq_msg_data (&f[2]), BUS_WORKER_HEADER, 5) == 0)
-        s_on_worker (b, f, count);
-    else
-        s_drop (b, "unknown protocol header", "peer");
+    bus_header_t h;
+    const char *why = NULL;
+    if (count >= 2)
+        why = bus_header_parse (zmq_msg_data (&f[1]), zmq_msg_size (&f[1]), BUS_TO_BROKER, &h);
+    if (count < 2)
+        s_drop (b, "no header frame", "peer");
+    else if (s_version_one (f, count))
+        s_drop (b, "protocol version 1 (PBC01, PBW01) is not spoken here", "peer");
+    else if (why && !h.side)
+        s_drop (b, why, "peer");
+    else {
+        if (!why && (extra || count != 1 + h.frames))
+            why = h.frames == 1 ? "the command has a header frame only"
+                                : "the command has a header and a payload frame";
+        if (h.side == BUS_WORKER)
+            s_on_worker (b, f, &h, why);
+        else if (why)
+            s_drop (b, why, "client");
+        else
+            s_on_client (b, f, &h);
+    }
     for (int i = 0; i < count; i++)
         zmq_msg_close (&f[i]);
     return 1;
@@ -645,13 +751,17 @@ s_receive_one (broker_t *b)
 static void
 s_heartbeat (broker_t *b, int64_t now)
 {
-    /*  Collect first: deleting while iterating a zhashx is not allowed. */
+    /*  Collect first: deleting while iterating the map is not allowed. */
     zlistx_t *dead = zlistx_new ();
-    for (worker_t *w = zhashx_first (b->workers); w; w = zhashx_next (b->workers)) {
+    size_t cursor = 0;
+    uint64_t key;
+    void *value;
+    while (u64map_next (b->workers, &cursor, &key, &value)) {
+        worker_t *w = value;
         if (w->expiry <= now)
             zlistx_add_end (dead, w);
         else
-            s_worker_command (b, w, BUS_WORKER_HEARTBEAT);
+            s_worker_command (b, w->address, w->address_len, BUS_WORKER_HEARTBEAT);
     }
     for (worker_t *w = zlistx_first (dead); w; w = zlistx_next (dead)) {
         log_warn (NULL, "worker lost service=%s in_hand=%d", w->service->name, w->n_held);
@@ -661,24 +771,35 @@ s_heartbeat (broker_t *b, int64_t now)
     zlistx_destroy (&dead);
 }
 
+/*  Answers the queued requests whose deadline has come, keeping the order
+    of the others. A service is looked at only when its earliest deadline
+    has come. */
 static void
 s_sweep (broker_t *b, int64_t now)
 {
     for (service_t *s = zhashx_first (b->services); s; s = zhashx_next (b->services)) {
-        /*  Rotate the queue once, keeping order, answering the expired. */
-        size_t n = zlistx_size (s->queue);
+        queue_t *q = &s->queue;
+        if (q->len == 0 || s->earliest > now)
+            continue;
+        size_t kept = 0, n = q->len;
+        int64_t earliest = INT64_MAX;
         for (size_t i = 0; i < n; i++) {
-            request_t *r = zlistx_detach (s->queue, NULL);
+            request_t *r = &q->items[(q->head + i) % q->cap];
             if (r->deadline > now) {
-                zlistx_add_end (s->queue, r);
+                if (r->deadline < earliest)
+                    earliest = r->deadline;
+                if (kept != i)
+                    q->items[(q->head + kept) % q->cap] = *r;
+                kept++;
                 continue;
             }
-            s_client_reply (b, &r->client, s->name, &r->id, b->no_worker.data, b->no_worker.len,
-                            1);
-            s_request_destroy (&r);
+            s_answer_from_header (b, &r->header, s, &b->no_worker);
+            s_request_close (r);
             b->queued--;
             b->expired++;
         }
+        q->len = kept;
+        s->earliest = earliest;
     }
 }
 
@@ -767,7 +888,20 @@ static void
 s_broker_destroy (broker_t *b)
 {
     zactor_destroy (&b->proxy);
-    zhashx_destroy (&b->workers);
+    /*  Workers first: they point at their services. */
+    if (b->workers) {
+        size_t cursor = 0;
+        uint64_t key;
+        void *value;
+        while (u64map_next (b->workers, &cursor, &key, &value)) {
+            worker_t *w = value;
+            while (w->n_held)
+                s_held_remove (w, 0);
+            free (w->held);
+            free (w);
+        }
+        u64map_destroy (&b->workers);
+    }
     zhashx_destroy (&b->services);
     zsock_destroy (&b->router);
     zactor_destroy (&b->auth);
@@ -845,9 +979,15 @@ s_broker_actor (zsock_t *pipe, void *args)
             if (term)
                 break;
         }
+        /*  Drain what has arrived before polling again: one zmq_poll per
+            batch, not per message. */
         if (items[1].revents & ZMQ_POLLIN)
-            for (int n = 0; n < 10000 && s_receive_one (b); n++)
-                ;
+            for (int n = 0; n < BATCH; n++) {
+                if (n % CLOCK_EVERY == 0)
+                    b->now = clock_mono_ms ();
+                if (!s_receive_one (b))
+                    break;
+            }
         now = clock_mono_ms ();
         if (now >= b->heartbeat_at) {
             s_heartbeat (b, now);
@@ -878,10 +1018,15 @@ broker_start (const config_t *cfg)
         free (b);
         return NULL;
     }
+    if (sodium_init () < 0) {
+        log_error (NULL, "cannot initialise libsodium");
+        free (b);
+        return NULL;
+    }
     b->services = zhashx_new ();
     zhashx_set_destructor (b->services, s_service_free);
-    b->workers = zhashx_new ();
-    zhashx_set_destructor (b->workers, s_worker_free);
+    b->workers = u64map_new ();
+    randombytes_buf (b->peer_secret, sizeof b->peer_secret);
     b->started_at = clock_now_ms ();
     b->drop_log.burst = 5;
     ulid_make (b->instance);
@@ -891,9 +1036,11 @@ broker_start (const config_t *cfg)
     b->too_many_services = s_canned (ST_UNAVAILABLE, "the broker knows too many services");
     b->bad_request = s_canned (ST_BAD_REQUEST,
                                "bad service name (a-z, 0-9, _ and -) or time-to-live (1..600000 ms)");
-    zactor_t *actor = zactor_new (s_broker_actor, b);
-    if (!actor)
+    zactor_t *actor = b->workers ? zactor_new (s_broker_actor, b) : NULL;
+    if (!actor) {
+        s_broker_destroy (b);
         return NULL;
+    }
     char *status = zstr_recv (actor);
     int ok = status && strcmp (status, "OK") == 0;
     zstr_free (&status);

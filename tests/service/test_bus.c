@@ -329,95 +329,192 @@ test_broker_restart (void **state)
 /* --- garbage does not hurt the broker --- */
 
 static void
-s_send_parts (zsock_t *sock, int parts, const char *const *frames, const size_t *lens)
+s_send_parts (zsock_t *sock, int parts, const void *const *frames, const size_t *lens)
 {
     for (int i = 0; i < parts; i++)
         zmq_send (zsock_resolve (sock), frames[i], lens[i],
                   (i + 1 < parts ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
 }
 
-/*  One malformed message of kind k (0..9), sent from `sock`. */
+/*  A well-formed header of the command garbage of kind k starts from. */
+static size_t
+s_header (uint8_t *buf, int as_worker)
+{
+    static const uint8_t id[12] = {1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0};
+    static const uint8_t address[5] = {0, 0x6b, 0x8b, 0x45, 0x67};
+    bus_header_t h = {.side = as_worker ? BUS_WORKER : BUS_CLIENT,
+                      .command = as_worker ? BUS_WORKER_REPLY : BUS_CLIENT_REQUEST,
+                      .number = 1000,
+                      .id = id,
+                      .id_len = sizeof id,
+                      .service = (const uint8_t *) "echo",
+                      .service_len = 4,
+                      .address = address,
+                      .address_len = sizeof address};
+    return bus_header_build (buf, &h, BUS_TO_BROKER);
+}
+
+/*  One malformed message of kind k (0..NUM_GARBAGE-1), sent from `sock`.
+    Each is dropped, and counted, exactly once by the broker. */
+#define NUM_GARBAGE 14
+
 static void
 s_garbage (zsock_t *sock, int k, int as_worker)
 {
-    const char *header = as_worker ? BUS_WORKER_HEADER : BUS_CLIENT_HEADER;
-    static char big[64 * 1024];
-    static char rnd[64];
+    static uint8_t big[64 * 1024];
+    uint8_t rnd[64], header[BUS_HEADER_MAX + 64];
     randombytes_buf (rnd, sizeof rnd);
-    char cmd_req = as_worker ? BUS_WORKER_REPLY : BUS_CLIENT_REQUEST;
-    char bad_cmd = (char) (0x10 + k);
+    size_t size = s_header (header, as_worker);
+    const char *signature = as_worker ? BUS_WORKER_HEADER : BUS_CLIENT_HEADER;
     switch (k) {
     case 0: {   /* random bytes, one frame */
-        const char *f[] = {rnd};
+        const void *f[] = {rnd};
         size_t l[] = {1 + (size_t) randombytes_uniform (63)};
         s_send_parts (sock, 1, f, l);
         break;
     }
-    case 1: {   /* wrong protocol header */
-        const char *f[] = {"", "XXX99", &cmd_req};
-        size_t l[] = {0, 5, 1};
-        s_send_parts (sock, 3, f, l);
+    case 1: {   /* wrong protocol signature, otherwise well-formed */
+        memcpy (header, "XXX99", 5);
+        const void *f[] = {header, "x"};
+        size_t l[] = {size, 1};
+        s_send_parts (sock, 2, f, l);
         break;
     }
-    case 2: {   /* header only, command missing */
-        const char *f[] = {"", header};
-        size_t l[] = {0, 5};
+    case 2: {   /* signature only, command missing */
+        const void *f[] = {signature, "x"};
+        size_t l[] = {5, 1};
         s_send_parts (sock, 2, f, l);
         break;
     }
     case 3: {   /* unknown command */
-        const char *f[] = {"", header, &bad_cmd, "x"};
-        size_t l[] = {0, 5, 1, 1};
-        s_send_parts (sock, 4, f, l);
+        header[BUS_SIGNATURE_LEN] = 0x10 + (uint8_t) randombytes_uniform (0xe0);
+        const void *f[] = {header, "x"};
+        size_t l[] = {size, 1};
+        s_send_parts (sock, 2, f, l);
         break;
     }
-    case 4: {   /* request/reply with frames missing */
-        const char *f[] = {"", header, &cmd_req, "echo"};
-        size_t l[] = {0, 5, 1, 4};
-        s_send_parts (sock, 4, f, l);
+    case 4: {   /* truncated: cut anywhere inside the fields */
+        const void *f[] = {header, "x"};
+        size_t l[] = {BUS_SIGNATURE_LEN + 1 + randombytes_uniform ((uint32_t) size - 6), 1};
+        s_send_parts (sock, 2, f, l);
         break;
     }
-    case 5: {   /* bad service name, bad ttl */
-        const char *f[] = {"", header, &cmd_req, "Echo Service!", "id", "-5", "x"};
-        size_t l[] = {0, 5, 1, 13, 2, 2, 1};
-        s_send_parts (sock, 7, f, l);
+    case 5: {   /* a length pointing past the end of the header */
+        header[as_worker ? 6 : 10] = 200;
+        const void *f[] = {header, "x"};
+        size_t l[] = {size, 1};
+        s_send_parts (sock, 2, f, l);
         break;
     }
-    case 6: {   /* a huge frame (64 KiB of random-ish bytes), wrong place */
-        const char *f[] = {"", header, &cmd_req, big, big, big, big};
-        size_t l[] = {0, 5, 1, sizeof big, sizeof big, 20, sizeof big};
-        s_send_parts (sock, 7, f, l);
+    case 6: {   /* bytes after the last field */
+        memcpy (header + size, rnd, 7);
+        const void *f[] = {header, "x"};
+        size_t l[] = {size + 7, 1};
+        s_send_parts (sock, 2, f, l);
         break;
     }
-    case 7: {   /* too many frames */
-        const char *f[12];
+    case 7: {   /* wrong frame counts: the header alone, or a third frame */
+        const void *f[] = {header, "x", "y"};
+        size_t l[] = {size, 1, 1};
+        s_send_parts (sock, rnd[0] & 1 ? 1 : 3, f, l);
+        break;
+    }
+    case 8: {   /* too many frames */
+        const void *f[12];
         size_t l[12];
         for (int i = 0; i < 12; i++) {
             f[i] = rnd;
             l[i] = 3;
         }
-        f[0] = "";
-        l[0] = 0;
-        f[1] = header;
-        l[1] = 5;
+        f[0] = header;
+        l[0] = size;
         s_send_parts (sock, 12, f, l);
         break;
     }
-    case 8: {   /* worker: READY with bad credit; client: heartbeat with extra */
-        char ready = BUS_WORKER_READY, hb = BUS_CLIENT_HEARTBEAT;
-        const char *f[] = {"", header, as_worker ? &ready : &hb, "echo", "0"};
-        size_t l[] = {0, 5, 1, 4, 1};
+    case 9: {   /* huge frames: 64 KiB of noise as the header, and as a payload behind it */
+        randombytes_buf (big, 64);
+        memcpy (big, signature, 5);
+        const void *f[] = {big, big};
+        size_t l[] = {sizeof big, sizeof big};
+        s_send_parts (sock, 2, f, l);
+        break;
+    }
+    case 10: {  /* worker: READY with a bad credit or name; client: a bad id length */
+        if (as_worker) {
+            bus_header_t h = {.side = BUS_WORKER, .command = BUS_WORKER_READY,
+                              .number = rnd[0] & 1 ? 0 : BUS_CREDIT_MAX + 1,
+                              .service = (const uint8_t *) (rnd[1] & 1 ? "echo" : "Echo!"),
+                              .service_len = rnd[1] & 1 ? 4 : 5};
+            if (!(rnd[1] & 1))
+                h.number = 1;
+            size = bus_header_build (header, &h, BUS_TO_BROKER);
+            const void *f[] = {header};
+            size_t l[] = {size};
+            s_send_parts (sock, 1, f, l);
+        }
+        else {
+            bus_header_t h = {.side = BUS_CLIENT, .command = BUS_CLIENT_REQUEST, .number = 1000,
+                              .id = rnd, .id_len = rnd[0] & 1 ? 0 : BUS_ID_MAX + 1,
+                              .service = (const uint8_t *) "echo", .service_len = 4};
+            size = bus_header_build (header, &h, BUS_TO_BROKER);
+            const void *f[] = {header, "x"};
+            size_t l[] = {size, 1};
+            s_send_parts (sock, 2, f, l);
+        }
+        break;
+    }
+    case 11: {  /* worker: a REPLY nobody holds; client: a bad service name or ttl */
+        if (!as_worker) {
+            bus_header_t h = {.side = BUS_CLIENT, .command = BUS_CLIENT_REQUEST,
+                              .number = rnd[0] & 1 ? 0 : BUS_TTL_MAX_MS + 1,
+                              .id = rnd, .id_len = 12,
+                              .service = (const uint8_t *) (rnd[1] & 1 ? "Echo Service!" : "echo"),
+                              .service_len = rnd[1] & 1 ? 13 : 4};
+            if (rnd[1] & 1)
+                h.number = 1000;
+            size = bus_header_build (header, &h, BUS_TO_BROKER);
+        }
+        const void *f[] = {header, "x"};
+        size_t l[] = {size, 1};
+        s_send_parts (sock, 2, f, l);
+        break;
+    }
+    case 12: {  /* a peer of protocol version 1 */
+        char cmd = as_worker ? 0x01 : 0x01;
+        const void *f[] = {"", as_worker ? "PBW01" : "PBC01", &cmd, "echo", "32"};
+        size_t l[] = {0, 5, 1, 4, 2};
         s_send_parts (sock, 5, f, l);
         break;
     }
-    default: {  /* a reply for a request nobody holds / an empty id */
-        char reply = BUS_WORKER_REPLY;
-        const char *f[] = {"", header, as_worker ? &reply : &cmd_req, "echo", "", "1", "x"};
-        size_t l[] = {0, 5, 1, 4, 0, 1, 1};
-        s_send_parts (sock, as_worker ? 7 : 7, f, l);
+    default: {  /* a right signature and command, then noise */
+        memcpy (header + BUS_SIGNATURE_LEN + 1, rnd, sizeof rnd);
+        size_t tail = randombytes_uniform (sizeof rnd);
+        /*  Noise that happens to be a well-formed header would not be
+            dropped: make it one byte too long for its own lengths. */
+        bus_header_t h;
+        if (!bus_header_parse (header, BUS_SIGNATURE_LEN + 1 + tail, BUS_TO_BROKER, &h))
+            tail++;
+        const void *f[] = {header, rnd};
+        size_t l[] = {BUS_SIGNATURE_LEN + 1 + tail, 5};
+        s_send_parts (sock, 2, f, l);
         break;
     }
     }
+}
+
+static uint64_t
+s_drops (bus_client_t *client)
+{
+    arena_t *arena = arena_new ();
+    Bus__MmiStats *stats = NULL;
+    assert_int_equal (bus_client_call (client, "mmi", "mmi.stats", NULL, NULL,
+                                       &bus__mmi_stats__descriptor, arena,
+                                       (ProtobufCMessage **) &stats, NULL),
+                      ST_OK);
+    uint64_t drops = stats->drops;
+    assert_int_equal (stats->workers, 1);
+    arena_destroy (&arena);
+    return drops;
 }
 
 static void
@@ -428,29 +525,188 @@ test_malformed_frames_do_not_hurt (void **state)
     harness_spawn (h, "parta-echo-worker", NULL);
     assert_int_equal (harness_wait_workers (h, "echo", 1, 5000), 0);
     bus_client_t *client = harness_client (h);
+    uint64_t before = s_drops (client);
     int sent = 0;
     for (int batch = 0; batch < 10; batch++) {
         zsock_t *sock = zsock_new_dealer (h->bus);
         zsock_set_sndhwm (sock, 0);
+        zsock_set_linger (sock, 2000);  /* every message reaches the broker */
         for (int i = 0; i < 1000; i++, sent++)
-            s_garbage (sock, i % 10, batch % 2);
+            s_garbage (sock, i % NUM_GARBAGE, batch % 2);
         zclock_sleep (100);
         zsock_destroy (&sock);
         assert_true (harness_alive (broker));
         assert_int_equal (s_echo (client, "still there", 5000, BUS_CALL_RETRY, NULL), ST_OK);
     }
     assert_int_equal (sent, 10000);
-    /*  The broker counted what it dropped. */
-    arena_t *arena = arena_new ();
-    Bus__MmiStats *stats = NULL;
-    assert_int_equal (bus_client_call (client, "mmi", "mmi.stats", NULL, NULL,
-                                       &bus__mmi_stats__descriptor, arena,
-                                       (ProtobufCMessage **) &stats, NULL),
-                      ST_OK);
-    assert_true (stats->drops >= 5000);
-    assert_int_equal (stats->workers, 1);
-    arena_destroy (&arena);
+    /*  The broker counted every one it dropped, and still has its worker. */
+    int64_t until = clock_mono_ms () + 5000;
+    uint64_t drops = s_drops (client) - before;
+    while (drops < 10000 && clock_mono_ms () < until) {
+        zclock_sleep (50);
+        drops = s_drops (client) - before;
+    }
+    assert_int_equal (drops, 10000);
+    /*  A frame over the bus's limit costs the sender its connection, not
+        the broker anything. */
+    zsock_t *sock = zsock_new_dealer (h->bus);
+    size_t huge = BUS_MAX_MESSAGE + 1;
+    uint8_t *junk = calloc (1, huge);
+    memcpy (junk, BUS_CLIENT_HEADER, 5);
+    zmq_send (zsock_resolve (sock), junk, huge, 0);
+    free (junk);
+    zclock_sleep (200);
+    zsock_destroy (&sock);
+    assert_true (harness_alive (broker));
+    assert_int_equal (s_echo (client, "still there", 5000, BUS_CALL_RETRY, NULL), ST_OK);
     bus_client_destroy (&client);
+}
+
+/* --- the protocol spoken by hand, as docs/bus.md tells it --- */
+
+/*  Receives one message of at most 4 frames, waiting up to timeout_ms.
+    Returns the frame count, 0 on timeout. */
+static int
+s_recv_raw (zsock_t *sock, zmq_msg_t *frames, int timeout_ms)
+{
+    zmq_pollitem_t item = {zsock_resolve (sock), 0, ZMQ_POLLIN, 0};
+    if (zmq_poll (&item, 1, timeout_ms) <= 0)
+        return 0;
+    int count = 0, more = 1;
+    while (more && count < 4) {
+        zmq_msg_init (&frames[count]);
+        assert_true (zmq_msg_recv (&frames[count], zsock_resolve (sock), 0) >= 0);
+        more = zmq_msg_more (&frames[count]);
+        count++;
+    }
+    assert_false (more);
+    return count;
+}
+
+static void
+s_close_raw (zmq_msg_t *frames, int count)
+{
+    for (int i = 0; i < count; i++)
+        zmq_msg_close (&frames[i]);
+}
+
+static void
+s_send_header (zsock_t *sock, const bus_header_t *h, const void *payload, size_t len,
+               int with_payload)
+{
+    uint8_t header[BUS_HEADER_MAX];
+    size_t size = bus_header_build (header, h, BUS_TO_BROKER);
+    assert_true (size > 0);
+    zmq_send (zsock_resolve (sock), header, size, with_payload ? ZMQ_SNDMORE : 0);
+    if (with_payload)
+        zmq_send (zsock_resolve (sock), payload, len, 0);
+}
+
+static void
+test_protocol_by_hand (void **state)
+{
+    harness_t *h = *state;
+    s_start_broker (h);
+    assert_int_equal (harness_wait_broker (h, 5000), 0);
+    zsock_t *client = zsock_new_dealer (h->bus);
+    zsock_t *worker = zsock_new_dealer (h->bus);
+    zmq_msg_t f[4];
+    bus_header_t got;
+    const uint8_t id[3] = {'r', 'q', '1'};
+
+    /*  A heartbeat is answered with the broker's instance and our nonce. */
+    bus_header_t hb = {.side = BUS_CLIENT, .command = BUS_CLIENT_HEARTBEAT,
+                       .nonce = (const uint8_t *) "nonce-1", .nonce_len = 7};
+    s_send_header (client, &hb, NULL, 0, 0);
+    assert_int_equal (s_recv_raw (client, f, 2000), 1);
+    assert_null (bus_header_parse (zmq_msg_data (&f[0]), zmq_msg_size (&f[0]), BUS_FROM_BROKER,
+                                   &got));
+    assert_int_equal (got.command, BUS_CLIENT_HEARTBEAT);
+    assert_int_equal (got.instance_len, 26);
+    assert_int_equal (got.nonce_len, 7);
+    assert_memory_equal (got.nonce, "nonce-1", 7);
+    s_close_raw (f, 1);
+
+    /*  A request for a bad service name is answered bad_request, echoing
+        the id and the name. */
+    bus_header_t req = {.side = BUS_CLIENT, .command = BUS_CLIENT_REQUEST, .number = 2000,
+                        .id = id, .id_len = sizeof id,
+                        .service = (const uint8_t *) "No-Such!", .service_len = 8};
+    s_send_header (client, &req, "", 0, 1);
+    assert_int_equal (s_recv_raw (client, f, 2000), 2);
+    assert_null (bus_header_parse (zmq_msg_data (&f[0]), zmq_msg_size (&f[0]), BUS_FROM_BROKER,
+                                   &got));
+    assert_int_equal (got.command, BUS_CLIENT_REPLY);
+    assert_int_equal (got.id_len, sizeof id);
+    assert_memory_equal (got.id, id, sizeof id);
+    assert_int_equal (got.service_len, 8);
+    Bus__Reply *reply = bus__reply__unpack (NULL, zmq_msg_size (&f[1]), zmq_msg_data (&f[1]));
+    assert_non_null (reply);
+    assert_int_equal (reply->status, ST_BAD_REQUEST);
+    bus__reply__free_unpacked (reply, NULL);
+    s_close_raw (f, 2);
+
+    /*  A READY with credit 0 is answered DISCONNECT. */
+    bus_header_t ready = {.side = BUS_WORKER, .command = BUS_WORKER_READY, .number = 0,
+                          .service = (const uint8_t *) "raw", .service_len = 3};
+    s_send_header (worker, &ready, NULL, 0, 0);
+    assert_int_equal (s_recv_raw (worker, f, 2000), 1);
+    assert_int_equal (zmq_msg_size (&f[0]), 6);
+    assert_memory_equal (zmq_msg_data (&f[0]), BUS_WORKER_HEADER "\x05", 6);
+    s_close_raw (f, 1);
+    zsock_destroy (&worker);
+
+    /*  A worker registers; a request reaches it with the client's address
+        and id in the header and the payload as the client sent it; the
+        worker answers with the same header under the REPLY command and the
+        client gets the reply, payload untouched. */
+    worker = zsock_new_dealer (h->bus);
+    ready.number = 2;
+    s_send_header (worker, &ready, NULL, 0, 0);
+    assert_int_equal (harness_wait_workers (h, "raw", 1, 5000), 0);
+    req.service = (const uint8_t *) "raw";
+    req.service_len = 3;
+    s_send_header (client, &req, "opaque payload", 14, 1);
+    int n;
+    do {    /* heartbeats may come first */
+        n = s_recv_raw (worker, f, 2000);
+        assert_true (n > 0);
+        assert_null (bus_header_parse (zmq_msg_data (&f[0]), zmq_msg_size (&f[0]),
+                                       BUS_FROM_BROKER, &got));
+        if (got.command == BUS_WORKER_HEARTBEAT)
+            s_close_raw (f, n);
+    } while (got.command == BUS_WORKER_HEARTBEAT);
+    assert_int_equal (n, 2);
+    assert_int_equal (got.command, BUS_WORKER_REQUEST);
+    assert_int_equal (got.id_len, sizeof id);
+    assert_memory_equal (got.id, id, sizeof id);
+    assert_true (got.address_len > 0);
+    assert_int_equal (zmq_msg_size (&f[1]), 14);
+    assert_memory_equal (zmq_msg_data (&f[1]), "opaque payload", 14);
+    ((uint8_t *) zmq_msg_data (&f[0]))[BUS_SIGNATURE_LEN] = BUS_WORKER_REPLY;
+    zmq_msg_send (&f[0], zsock_resolve (worker), ZMQ_SNDMORE);
+    zmq_send (zsock_resolve (worker), "opaque reply", 12, 0);
+    zmq_msg_close (&f[1]);
+    assert_int_equal (s_recv_raw (client, f, 2000), 2);
+    assert_null (bus_header_parse (zmq_msg_data (&f[0]), zmq_msg_size (&f[0]), BUS_FROM_BROKER,
+                                   &got));
+    assert_int_equal (got.command, BUS_CLIENT_REPLY);
+    assert_memory_equal (got.id, id, sizeof id);
+    assert_int_equal (got.service_len, 3);
+    assert_memory_equal (got.service, "raw", 3);
+    assert_int_equal (zmq_msg_size (&f[1]), 12);
+    assert_memory_equal (zmq_msg_data (&f[1]), "opaque reply", 12);
+    s_close_raw (f, 2);
+
+    /*  A peer of the first version hears nothing (and is counted). */
+    char cmd = 0x04;
+    const void *old[] = {"", "PBC01", &cmd};
+    size_t old_len[] = {0, 5, 1};
+    s_send_parts (client, 3, old, old_len);
+    assert_int_equal (s_recv_raw (client, f, 300), 0);
+
+    zsock_destroy (&worker);
+    zsock_destroy (&client);
 }
 
 /* --- a consumer that was down catches up --- */
@@ -651,6 +907,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_no_worker_waits_for_deadline, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_broker_restart, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_malformed_frames_do_not_hurt, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_protocol_by_hand, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_consumer_catches_up, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_curve_keeps_strangers_out, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_mmi_and_sys_methods, s_setup, s_teardown),
