@@ -14,14 +14,18 @@
 #include <sodium.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define IDEMPOTENCY_KEEP_MS (24LL * 3600 * 1000)
 #define PRUNE_EVERY_MS 60000
 #define MAX_FRAMES 2             /* a header and a payload */
 #define RECONNECT_DELAY_MS 100
+#define HANDOFF_MAX 65536           /* messages one handoff holds at most */
 
 typedef struct worker_t worker_t;
 
@@ -35,10 +39,24 @@ struct bus_call_t {
     int retry_after;
 };
 
-/*  Counters both threads touch. */
+/*  Messages (a header and a payload frame) going from one thread to the
+    other: requests to the executor, replies to the I/O thread. A queue
+    under a mutex, and an eventfd written when the queue goes from empty to
+    not empty, which the taker polls. The frames move as they are, so
+    nothing is copied or framed again; the giver signals only when the
+    taker may be asleep, so a busy taker costs no system call. */
+typedef struct {
+    pthread_mutex_t lock;
+    zmq_msg_t *items;           /* two per message: header, payload */
+    size_t cap, head, len;      /* in messages */
+    int fd;                     /* eventfd */
+} handoff_t;
+
+/*  What both threads touch. */
 typedef struct {
     atomic_uint_fast64_t requests;
     atomic_uint_fast64_t reconnects;
+    handoff_t to_executor, to_io;
 } shared_t;
 
 /*  The executor's state: what handlers reach through bus_call_t. */
@@ -604,6 +622,102 @@ count:;
     return out;
 }
 
+/* --- handing messages between the threads --- */
+
+static int
+s_handoff_init (handoff_t *q)
+{
+    memset (q, 0, sizeof *q);
+    q->fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (q->fd < 0)
+        return -1;     /* fd stays -1: fini does nothing */
+    pthread_mutex_init (&q->lock, NULL);
+    return 0;
+}
+
+static void
+s_handoff_fini (handoff_t *q)
+{
+    if (q->fd < 0)
+        return;
+    for (size_t i = 0; i < q->len; i++) {
+        size_t at = (q->head + i) % q->cap;
+        zmq_msg_close (&q->items[2 * at]);
+        zmq_msg_close (&q->items[2 * at + 1]);
+    }
+    free (q->items);
+    close (q->fd);
+    pthread_mutex_destroy (&q->lock);
+    q->fd = -1;
+}
+
+/*  Moves the two frames into the queue (they are left empty). -1 when the
+    queue is full or memory is short; the frames are then the caller's. */
+static int
+s_handoff_give (handoff_t *q, zmq_msg_t *header, zmq_msg_t *payload)
+{
+    pthread_mutex_lock (&q->lock);
+    if (q->len == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 64;
+        zmq_msg_t *items = cap <= HANDOFF_MAX ? malloc (2 * cap * sizeof *items) : NULL;
+        if (!items) {
+            pthread_mutex_unlock (&q->lock);
+            return -1;
+        }
+        /*  zmq_msg_t moves by copying its bytes, as ZeroMQ's own queues do. */
+        for (size_t i = 0; i < q->len; i++) {
+            size_t at = (q->head + i) % q->cap;
+            items[2 * i] = q->items[2 * at];
+            items[2 * i + 1] = q->items[2 * at + 1];
+        }
+        free (q->items);
+        q->items = items;
+        q->cap = cap;
+        q->head = 0;
+    }
+    size_t at = (q->head + q->len) % q->cap;
+    q->items[2 * at] = *header;
+    q->items[2 * at + 1] = *payload;
+    int was_empty = q->len++ == 0;
+    pthread_mutex_unlock (&q->lock);
+    zmq_msg_init (header);
+    zmq_msg_init (payload);
+    if (was_empty) {
+        uint64_t one = 1;
+        if (write (q->fd, &one, sizeof one) < 0 && errno != EAGAIN)
+            log_warn (NULL, "worker cannot signal the other thread error=\"%s\"",
+                      strerror (errno));
+    }
+    return 0;
+}
+
+/*  Takes the oldest message into header and payload (initialised here).
+    0 when the queue is empty. */
+static int
+s_handoff_take (handoff_t *q, zmq_msg_t *header, zmq_msg_t *payload)
+{
+    pthread_mutex_lock (&q->lock);
+    int taken = q->len > 0;
+    if (taken) {
+        *header = q->items[2 * q->head];
+        *payload = q->items[2 * q->head + 1];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+    }
+    pthread_mutex_unlock (&q->lock);
+    return taken;
+}
+
+/*  Before taking: clears the signal, so that a message given from now on
+    signals again. */
+static void
+s_handoff_clear (handoff_t *q)
+{
+    uint64_t count;
+    if (read (q->fd, &count, sizeof count) < 0 && errno != EAGAIN)
+        log_warn (NULL, "worker cannot read its thread signal error=\"%s\"", strerror (errno));
+}
+
 /* --- the executor: runs requests, owns the database --- */
 
 /*  The worker is two threads. The I/O thread (the actor bus_worker_start
@@ -611,10 +725,11 @@ count:;
     handlers do; the executor thread owns the database and runs requests one
     at a time. A handler that takes seconds (a slow call to another service,
     a busy database) therefore never makes the broker declare the worker
-    dead with requests in hand. They talk over the executor actor's pipe,
-    in the bus's own frames: the broker's REQUEST (header, payload) as it
-    arrived one way, the REPLY (the same header with the REPLY command, the
-    reply) the other, so nothing is framed twice. */
+    dead with requests in hand. They hand each other the bus's own frames
+    (handoff_t): the broker's REQUEST (header, payload) as it arrived one
+    way, the REPLY (the same header with the REPLY command, the reply) the
+    other, so nothing is framed twice. The executor actor's pipe carries
+    only its start and $TERM. */
 
 static int
 s_recv_frames (void *handle, zmq_msg_t *frames, int max, int *extra)
@@ -660,15 +775,22 @@ s_prune (worker_t *w)
     the payload. The REPLY header is the same bytes with another command:
     the broker matches it to the request by them. */
 static void
-s_execute (worker_t *w, void *pipe, zmq_msg_t *frames)
+s_execute (worker_t *w, zmq_msg_t *frames)
 {
     int wrote = 0;
     atomic_fetch_add (&w->shared->requests, 1);
     ProtobufCBinaryData reply
         = s_dispatch (w, zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]), &wrote);
     ((uint8_t *) zmq_msg_data (&frames[0]))[BUS_SIGNATURE_LEN] = BUS_WORKER_REPLY;
-    zmq_msg_send (&frames[0], pipe, ZMQ_SNDMORE);
-    zmq_send (pipe, reply.data, reply.len, 0);
+    zmq_msg_close (&frames[1]);
+    if (zmq_msg_init_size (&frames[1], reply.len) == 0) {
+        if (reply.len)
+            memcpy (zmq_msg_data (&frames[1]), reply.data, reply.len);
+        if (s_handoff_give (&w->shared->to_io, &frames[0], &frames[1]))
+            log_error (NULL, "worker reply lost: the reply queue is full");
+    }
+    else
+        zmq_msg_init (&frames[1]);
     arena_reset (w->arena);
     if (wrote && w->pub)
         outbox_pub_flush (w->pub);
@@ -727,25 +849,25 @@ s_executor_actor (zsock_t *pipe, void *args)
             if (until < wait)
                 wait = until < 0 ? 0 : (int) until;
         }
-        zmq_pollitem_t item = {h, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll (&item, 1, wait) < 0 && errno != EINTR)
+        handoff_t *requests = &w->shared->to_executor;
+        zmq_pollitem_t items[] = {{h, 0, ZMQ_POLLIN, 0}, {NULL, requests->fd, ZMQ_POLLIN, 0}};
+        if (zmq_poll (items, 2, wait) < 0 && errno != EINTR)
             break;
-        int term = 0;
-        for (int n = 0; n < 1000 && !term; n++) {
-            zmq_msg_t frames[MAX_FRAMES];
-            int extra;
-            int count = s_recv_frames (h, frames, MAX_FRAMES, &extra);
-            if (count < 0)
+        if (items[0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv (h);
+            int term = !command || strcmp (command, "$TERM") == 0;
+            zstr_free (&command);
+            if (term)
                 break;
-            if (count == 2 && !extra)
-                s_execute (w, h, frames);
-            else if (count == 1 && zmq_msg_size (&frames[0]) == 5
-                     && memcmp (zmq_msg_data (&frames[0]), "$TERM", 5) == 0)
-                term = 1;
-            s_close_frames (frames, count);
         }
-        if (term)
-            break;
+        if (items[1].revents & ZMQ_POLLIN) {
+            s_handoff_clear (requests);
+            zmq_msg_t frames[MAX_FRAMES];
+            while (s_handoff_take (requests, &frames[0], &frames[1])) {
+                s_execute (w, frames);
+                s_close_frames (frames, MAX_FRAMES);
+            }
+        }
         if (clock_mono_ms () >= prune_at) {
             s_prune (w);
             prune_at = clock_mono_ms () + PRUNE_EVERY_MS;
@@ -840,7 +962,6 @@ static int
 s_from_broker (io_t *io)
 {
     void *h = zsock_resolve (io->dealer);
-    void *exec = zsock_resolve (io->executor);
     for (int batch = 0; batch < 1000; batch++) {
         zmq_msg_t frames[MAX_FRAMES];
         int extra;
@@ -857,8 +978,12 @@ s_from_broker (io_t *io)
             why = "wrong number of frames or a client's command";
         if (!why && head.command == BUS_WORKER_REQUEST) {
             /*  As it came: the executor answers with this header. */
-            zmq_msg_send (&frames[0], exec, ZMQ_SNDMORE);
-            zmq_msg_send (&frames[1], exec, 0);
+            if (s_handoff_give (&io->shared->to_executor, &frames[0], &frames[1])) {
+                unsigned long suppressed;
+                if (log_limit_allow (&io->drop_log, &suppressed))
+                    log_warn (NULL, "worker dropped a request: its queue is full suppressed=%lu",
+                              suppressed);
+            }
         }
         else if (!why && head.command == BUS_WORKER_DISCONNECT)
             rc = -1;
@@ -875,23 +1000,20 @@ s_from_broker (io_t *io)
     return 0;
 }
 
-/*  Replies from the executor go to the broker. */
+/*  Replies from the executor go to the broker, as they are. */
 static void
 s_from_executor (io_t *io)
 {
-    void *exec = zsock_resolve (io->executor);
-    for (int batch = 0; batch < 1000; batch++) {
-        zmq_msg_t frames[MAX_FRAMES];
-        int extra;
-        int count = s_recv_frames (exec, frames, MAX_FRAMES, &extra);
-        if (count < 0)
-            return;
-        if (count == 2 && !extra && io->dealer) {
+    handoff_t *replies = &io->shared->to_io;
+    s_handoff_clear (replies);
+    zmq_msg_t frames[MAX_FRAMES];
+    while (s_handoff_take (replies, &frames[0], &frames[1])) {
+        if (io->dealer) {
             void *h = zsock_resolve (io->dealer);
             if (zmq_msg_send (&frames[0], h, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
                 zmq_msg_send (&frames[1], h, ZMQ_DONTWAIT);
         }
-        s_close_frames (frames, count);
+        s_close_frames (frames, MAX_FRAMES);
     }
 }
 
@@ -923,7 +1045,7 @@ s_worker_actor (zsock_t *pipe, void *args)
         zmq_pollitem_t items[] = {
             {zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
             {zsock_resolve (io->dealer), 0, ZMQ_POLLIN, 0},
-            {zsock_resolve (io->executor), 0, ZMQ_POLLIN, 0},
+            {NULL, io->shared->to_io.fd, ZMQ_POLLIN, 0},
         };
         if (zmq_poll (items, 3, wait) < 0 && errno != EINTR)
             break;
@@ -960,6 +1082,8 @@ s_worker_actor (zsock_t *pipe, void *args)
 out:
     zactor_destroy (&io->executor);
     zsock_destroy (&io->dealer);
+    s_handoff_fini (&io->shared->to_executor);
+    s_handoff_fini (&io->shared->to_io);
     free (io->executor_state);
     free (io->shared);
     free (io);
@@ -971,7 +1095,14 @@ bus_worker_start (const config_t *cfg, bus_service_t *service, void *context)
     worker_t *w = calloc (1, sizeof *w);
     io_t *io = calloc (1, sizeof *io);
     shared_t *shared = calloc (1, sizeof *shared);
-    if (!w || !io || !shared) {
+    if (shared)
+        shared->to_executor.fd = shared->to_io.fd = -1;
+    if (!w || !io || !shared || s_handoff_init (&shared->to_executor)
+        || s_handoff_init (&shared->to_io)) {
+        if (shared) {
+            s_handoff_fini (&shared->to_executor);
+            s_handoff_fini (&shared->to_io);
+        }
         free (w);
         free (io);
         free (shared);
@@ -999,6 +1130,8 @@ bus_worker_start (const config_t *cfg, bus_service_t *service, void *context)
     io->drop_log.burst = 5;
     zactor_t *actor = zactor_new (s_worker_actor, io);
     if (!actor) {
+        s_handoff_fini (&shared->to_executor);
+        s_handoff_fini (&shared->to_io);
         free (w);
         free (io);
         free (shared);
