@@ -6,6 +6,8 @@
     broker/direct ratio, a worker-credit sweep and a fixed-rate run, then
     checks the targets. scripts/bench.sh runs it (`make bench`). */
 #include "bus_client.h"
+#include "bus_proto.h"
+#include "config.h"
 #include "curve.h"
 #include "echo.pb-c.h"
 #include "../service/harness.h"
@@ -394,10 +396,9 @@ s_set_options (zsock_t *sock)
 
 /*  Answers a request with the frames before its payload and a reply of
     s_reply_len bytes in place of the payload: [id][payload] gets
-    [id][reply]; a request shaped like the bus's ("" PBC01 cmd service id
-    ttl payload) gets what the broker answers ("" PBC01 cmd service id
-    reply). Drains what has arrived before polling again, as the broker
-    does. */
+    [id][reply]; a request shaped like the bus's (a client REQUEST header,
+    the payload) gets what the broker answers (a REPLY header, the reply).
+    Drains what has arrived before polling again, as the broker does. */
 static void
 s_echo_actor (zsock_t *pipe, void *arg)
 {
@@ -432,10 +433,21 @@ s_echo_actor (zsock_t *pipe, void *arg)
                 zmq_msg_recv (&part[count], h, 0);
                 count++;
             }
-            /*  routing id + 7 frames: the sixth of those is the ttl. */
-            int skip = count == 8 ? 6 : -1;
-            for (int i = 0; i < count - 1; i++)
-                if (i != skip)
+            /*  routing id, header, payload: the header is a client REQUEST. */
+            bus_header_t req;
+            if (count == 3
+                && !bus_header_parse (zmq_msg_data (&part[1]), zmq_msg_size (&part[1]),
+                                      BUS_TO_BROKER, &req)) {
+                bus_header_t rep = {.side = BUS_CLIENT, .command = BUS_CLIENT_REPLY,
+                                    .id = req.id, .id_len = req.id_len,
+                                    .service = req.service, .service_len = req.service_len};
+                uint8_t header[BUS_HEADER_MAX];
+                size_t size = bus_header_build (header, &rep, BUS_FROM_BROKER);
+                zmq_msg_send (&part[0], h, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+                zmq_send (h, header, size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            }
+            else
+                for (int i = 0; i < count - 1; i++)
                     zmq_msg_send (&part[i], h, ZMQ_SNDMORE | ZMQ_DONTWAIT);
             zmq_send (h, reply, s_reply_len, ZMQ_DONTWAIT);
             for (int i = 0; i < count; i++)
@@ -456,7 +468,7 @@ typedef struct {
     zsock_t *dealer;
     void *handle;
     int fd;
-    int framed;                 /* the bus's frames rather than [id][payload] */
+    int framed;                 /* the bus's header rather than [id][payload] */
     uint8_t *payload;
 } direct_driver_t;
 
@@ -468,14 +480,13 @@ s_direct_issue (driver_t *base, uint32_t slot)
     memcpy (id, &slot, sizeof slot);
     int flags = ZMQ_SNDMORE | ZMQ_DONTWAIT;
     if (d->framed) {
-        uint8_t cmd = 0x01;
-        if (zmq_send (d->handle, "", 0, flags) < 0)
+        bus_header_t h = {.side = BUS_CLIENT, .command = BUS_CLIENT_REQUEST, .number = 4950,
+                          .id = id, .id_len = sizeof id,
+                          .service = (const uint8_t *) "echo", .service_len = 4};
+        uint8_t header[BUS_HEADER_MAX];
+        size_t size = bus_header_build (header, &h, BUS_TO_BROKER);
+        if (zmq_send (d->handle, header, size, flags) < 0)
             return -1;
-        zmq_send (d->handle, "PBC01", 5, flags);
-        zmq_send (d->handle, &cmd, 1, flags);
-        zmq_send (d->handle, "echo", 4, flags);
-        zmq_send (d->handle, id, sizeof id, flags);
-        zmq_send (d->handle, "4950", 4, flags);
     }
     else if (zmq_send (d->handle, id, sizeof id, flags) < 0)
         return -1;
@@ -500,10 +511,15 @@ s_direct_drain (direct_driver_t *d)
             zmq_msg_recv (&part[count], d->handle, 0);
             count++;
         }
-        int at = d->framed ? 4 : 0;
         uint32_t slot = RING;
-        if (count == at + 2 && zmq_msg_size (&part[at]) == 12)
-            memcpy (&slot, zmq_msg_data (&part[at]), sizeof slot);
+        bus_header_t h;
+        if (count == 2 && !d->framed && zmq_msg_size (&part[0]) == 12)
+            memcpy (&slot, zmq_msg_data (&part[0]), sizeof slot);
+        else if (count == 2 && d->framed
+                 && !bus_header_parse (zmq_msg_data (&part[0]), zmq_msg_size (&part[0]),
+                                       BUS_FROM_BROKER, &h)
+                 && h.id_len == 12)
+            memcpy (&slot, h.id, sizeof slot);
         s_complete (d->base.run, slot, zmq_msg_size (&part[count - 1]) == s_reply_len);
         for (int i = 0; i < count; i++)
             zmq_msg_close (&part[i]);
@@ -620,6 +636,17 @@ s_note_dir (const char *dir)
         fprintf (f, "%s\n", dir);
         fclose (f);
     }
+}
+
+/*  The worker credit a service runs with when nobody sets it: the
+    configuration's own default, so that the figures follow it. */
+static int
+s_default_credit (void)
+{
+    for (const config_opt_t *o = config_common_opts; o->name; o++)
+        if (strcmp (o->name, "worker_credit") == 0 && o->defval)
+            return atoi (o->defval);
+    return 32;
 }
 
 static int
@@ -815,7 +842,7 @@ s_measure_broker (transport_t *t, int workers, int with_fixed)
     bench_stack_t st;
     int rc = -1;
     bus_driver_t *d = NULL;
-    if (s_stack_start (&st, t->name, workers, 8)) {
+    if (s_stack_start (&st, t->name, workers, s_default_credit ())) {
         fprintf (stderr,
                  "bus_bench: the %s broker with %d worker(s) did not start"
                  " (PARTA_KEEP_TEST_DIR=1 keeps the logs in %s)\n",
@@ -910,30 +937,39 @@ s_verdict (int met)
     return met ? "MET" : "MISSED";
 }
 
-/*  One pipelined run through the broker and nothing else, for a profiler
-    to watch (perf record -a, or the broker and worker run under a tool
-    through a $PARTA_BIN of wrappers). */
+/*  One run through the broker and nothing else, for a profiler to watch
+    (perf record -a, or the broker and worker run under a tool through a
+    $PARTA_BIN of wrappers): pipelined, or at a fixed rate when `rate` > 0. */
 static int
-s_one (const char *transport, int workers, double seconds)
+s_one (const char *transport, int workers, double seconds, double rate)
 {
     transport_t t = {.name = transport};
     if ((strcmp (transport, "ipc") && strcmp (transport, "tcp") && strcmp (transport, "curve"))
-        || workers < 1 || workers > 2 || seconds <= 0) {
-        fprintf (stderr, "bus_bench: --one ipc|tcp|curve 1|2 SECONDS\n");
+        || workers < 1 || workers > 2 || seconds <= 0 || rate < 0) {
+        fprintf (stderr, "bus_bench: --one ipc|tcp|curve 1|2 SECONDS [RATE]\n");
         return 2;
     }
     s_run_s = seconds;
     bench_stack_t st;
     bus_driver_t *d = NULL;
     int rc = 1;
-    if (s_stack_start (&st, t.name, workers, 8) == 0 && (d = s_bus_driver_new (st.h.cfg))) {
+    if (s_stack_start (&st, t.name, workers, s_default_credit ()) == 0
+        && (d = s_bus_driver_new (st.h.cfg))) {
         printf ("bus_bench: the stack is up (broker pid %d); running for %.1f s\n",
                 (int) st.h.pids[0], seconds);
         cpu_mark_t before = s_cpu_mark (&st);
-        result_t r = s_closed_loop (&d->base, WINDOW_ASYNC, s_run_s);
+        result_t r = rate > 0 ? s_fixed_rate (&d->base, rate, s_run_s)
+                              : s_closed_loop (&d->base, WINDOW_ASYNC, s_run_s);
         s_cpu_charge (&r, before, s_cpu_mark (&st));
-        s_header ();
-        s_row (s_label (t.name), "broker", workers == 1 ? "1" : "2", WINDOW_ASYNC, &r, NULL);
+        if (rate > 0)
+            printf ("  %.0f req/s offered: achieved %.0f/s, p50 %.1f us, p90 %.1f us, p99 %.1f us,"
+                    " p99.9 %.1f us, max %.1f us%s\n",
+                    rate, r.rate, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.max_us,
+                    r.errors || r.overruns ? "  (errors)" : "");
+        else {
+            s_header ();
+            s_row (s_label (t.name), "broker", workers == 1 ? "1" : "2", WINDOW_ASYNC, &r, NULL);
+        }
         printf ("  cpu us/request: client %.1f, broker %.1f, workers %.1f\n", r.cpu_client_us,
                 r.cpu_broker_us, r.cpu_workers_us);
         rc = 0;
@@ -948,7 +984,7 @@ main (int argc, char **argv)
 {
     const char *one = NULL;
     int one_workers = 1;
-    double one_seconds = 0;
+    double one_seconds = 0, one_rate = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv[i], "--quick") == 0) {
             s_run_s = 0.5;
@@ -962,10 +998,12 @@ main (int argc, char **argv)
             one = argv[++i];
             one_workers = atoi (argv[++i]);
             one_seconds = atof (argv[++i]);
+            if (i + 1 < argc && argv[i + 1][0] != '-')
+                one_rate = atof (argv[++i]);
         }
         else {
             fprintf (stderr, "usage: bus_bench [--quick] [--dirs-file FILE]"
-                             " [--one ipc|tcp|curve WORKERS SECONDS]\n"
+                             " [--one ipc|tcp|curve WORKERS SECONDS [RATE]]\n"
                              "  runs parta-broker and parta-echo-worker from $PARTA_BIN"
                              " (default build/bin)\n");
             return 2;
@@ -979,7 +1017,7 @@ main (int argc, char **argv)
         slack (50 us) would add noise to them. */
     prctl (PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     if (one)
-        return s_one (one, one_workers, one_seconds);
+        return s_one (one, one_workers, one_seconds, one_rate);
 
     char dir[] = "/tmp/parta-bench-XXXXXX";
     if (!mkdtemp (dir)) {
@@ -993,12 +1031,13 @@ main (int argc, char **argv)
     printf ("== bus benchmark ==\n");
     s_machine ();
     printf ("workload: echo.echo with %d bytes of text through parta-broker to parta-echo-worker\n"
-            "  processes (worker credit 8 unless said), client = bus_client in this process;\n"
-            "  direct = DEALER -> ROUTER echo thread in this process, same payload sizes and\n"
-            "  pipelining; direct* = the same with the bus's frames (7 out, 6 back) instead\n"
-            "  of 2. sync = 1 request in flight, async = %d in flight. %.1f s measured\n"
-            "  per row after %.1f s warm-up; latency from sending to the reply's callback.\n",
-            TEXT_LEN, WINDOW_ASYNC, s_run_s, s_warm_s);
+            "  processes (worker credit %d, the configured default, unless said), client =\n"
+            "  bus_client in this process; direct = DEALER -> ROUTER echo thread in this\n"
+            "  process, same payload sizes and pipelining, [id][payload]; direct* = the same\n"
+            "  with the bus's framing (a binary header frame, then the payload, each way).\n"
+            "  sync = 1 request in flight, async = %d in flight. %.1f s measured per row\n"
+            "  after %.1f s warm-up; latency from sending to the reply's callback.\n",
+            TEXT_LEN, s_default_credit (), WINDOW_ASYNC, s_run_s, s_warm_s);
 
     transport_t transports[3] = {{.name = "ipc"}, {.name = "tcp"}, {.name = "curve"}};
     int failed = 0;
@@ -1072,8 +1111,8 @@ main (int argc, char **argv)
 
     if (!failed) {
         printf ("\nfixed rate: %d req/s offered for %.1f s (open loop: latency from the scheduled\n"
-                "  sending time), 1 worker, credit 8:\n",
-                FIXED_RATE, s_fixed_s);
+                "  sending time), 1 worker, credit %d (the default):\n",
+                FIXED_RATE, s_fixed_s, s_default_credit ());
         printf ("  %-10s %-7s %11s %9s %9s %9s %9s %9s\n", "transport", "path", "achieved/s",
                 "p50 us", "p90 us", "p99 us", "p99.9 us", "max us");
         for (int i = 0; i <= 3; i++) {
@@ -1084,7 +1123,8 @@ main (int argc, char **argv)
                     r->errors || r->overruns ? "  (errors)" : "");
         }
 
-        printf ("\ntargets (async = %d in flight, worker credit 8):\n", WINDOW_ASYNC);
+        printf ("\ntargets (async = %d in flight, worker credit %d: the configured default):\n",
+                WINDOW_ASYNC, s_default_credit ());
         for (int i = 0; i < 3; i++) {
             transport_t *t = &transports[i];
             for (int w = 1; w <= 2; w++) {
