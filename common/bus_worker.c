@@ -26,6 +26,7 @@
 #define MAX_FRAMES 2             /* a header and a payload */
 #define RECONNECT_DELAY_MS 100
 #define HANDOFF_MAX 65536           /* messages one handoff holds at most */
+#define HANDOFF_BATCH 256           /* messages taken per wake-up at most */
 
 typedef struct worker_t worker_t;
 
@@ -651,6 +652,15 @@ s_handoff_fini (handoff_t *q)
     q->fd = -1;
 }
 
+/*  Makes the taker's next poll return. */
+static void
+s_handoff_signal (handoff_t *q)
+{
+    uint64_t one = 1;
+    if (write (q->fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_warn (NULL, "worker cannot signal the other thread error=\"%s\"", strerror (errno));
+}
+
 /*  Moves the two frames into the queue (they are left empty). -1 when the
     queue is full or memory is short; the frames are then the caller's. */
 static int
@@ -682,12 +692,8 @@ s_handoff_give (handoff_t *q, zmq_msg_t *header, zmq_msg_t *payload)
     pthread_mutex_unlock (&q->lock);
     zmq_msg_init (header);
     zmq_msg_init (payload);
-    if (was_empty) {
-        uint64_t one = 1;
-        if (write (q->fd, &one, sizeof one) < 0 && errno != EAGAIN)
-            log_warn (NULL, "worker cannot signal the other thread error=\"%s\"",
-                      strerror (errno));
-    }
+    if (was_empty)
+        s_handoff_signal (q);
     return 0;
 }
 
@@ -709,7 +715,8 @@ s_handoff_take (handoff_t *q, zmq_msg_t *header, zmq_msg_t *payload)
 }
 
 /*  Before taking: clears the signal, so that a message given from now on
-    signals again. */
+    signals again. A taker that stops before the queue is empty (to see to
+    its timers and its pipe) calls s_handoff_signal to come back. */
 static void
 s_handoff_clear (handoff_t *q)
 {
@@ -863,10 +870,16 @@ s_executor_actor (zsock_t *pipe, void *args)
         if (items[1].revents & ZMQ_POLLIN) {
             s_handoff_clear (requests);
             zmq_msg_t frames[MAX_FRAMES];
-            while (s_handoff_take (requests, &frames[0], &frames[1])) {
+            int n = 0;
+            while (n < HANDOFF_BATCH && s_handoff_take (requests, &frames[0], &frames[1])) {
                 s_execute (w, frames);
                 s_close_frames (frames, MAX_FRAMES);
+                n++;
             }
+            /*  Under steady load the queue may never be empty: publishing,
+                the periodic task and $TERM must still get their turn. */
+            if (n == HANDOFF_BATCH)
+                s_handoff_signal (requests);
         }
         if (clock_mono_ms () >= prune_at) {
             s_prune (w);
@@ -1007,14 +1020,18 @@ s_from_executor (io_t *io)
     handoff_t *replies = &io->shared->to_io;
     s_handoff_clear (replies);
     zmq_msg_t frames[MAX_FRAMES];
-    while (s_handoff_take (replies, &frames[0], &frames[1])) {
+    int n = 0;
+    while (n < HANDOFF_BATCH && s_handoff_take (replies, &frames[0], &frames[1])) {
         if (io->dealer) {
             void *h = zsock_resolve (io->dealer);
             if (zmq_msg_send (&frames[0], h, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
                 zmq_msg_send (&frames[1], h, ZMQ_DONTWAIT);
         }
         s_close_frames (frames, MAX_FRAMES);
+        n++;
     }
+    if (n == HANDOFF_BATCH)
+        s_handoff_signal (replies);     /* the broker and heartbeats first */
 }
 
 static void
