@@ -12,8 +12,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         gcc make libc6-dev pkg-config protobuf-c-compiler \
         libprotobuf-c-dev libczmq-dev libzmq3-dev libhiredis-dev libsqlite3-dev \
-        libsodium-dev libjansson-dev libwebsockets-dev libmagic-dev libstemmer-dev \
-        libcmocka-dev libcurl4-openssl-dev \
+        libsodium-dev libjansson-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev \
+        libmagic-dev libstemmer-dev libcmocka-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -23,11 +23,12 @@ RUN make clean && make -j"$(nproc)" all
 FROM debian:12-slim
 ARG DEBIAN_FRONTEND=noninteractive
 # The shared libraries the binaries are linked against (tests/static checks
-# this list against the built binaries), and Redis for the redis service.
+# this list against the built binaries; lws loads its libev glue,
+# libwebsockets-evlib-ev, at run time), and Redis for the redis service.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         libczmq4 libzmq5 libprotobuf-c1 libhiredis0.14 libsqlite3-0 libsodium23 \
-        libjansson4 libwebsockets17 libmagic1 libstemmer0d \
+        libjansson4 libwebsockets17 libwebsockets-evlib-ev libev4 libmagic1 libstemmer0d \
         redis-server \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build \

@@ -16,6 +16,9 @@ PKGS = libczmq libzmq libprotobuf-c hiredis sqlite3 libsodium jansson libwebsock
 # Recursive (=) on purpose: pkg-config must not run before `deps` installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lmagic -lstemmer -lm -lpthread
+# The gateway's event loop: libev (Debian ships no .pc for it). lws loads
+# its libev glue at run time (libwebsockets-evlib-ev).
+GATEWAY_LIBS = -lev
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-missing-field-initializers -Wno-format-truncation \
 	-Icommon -Igateway -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
@@ -106,7 +109,7 @@ $(foreach s,$(SERVICES),$(eval $(call SERVICE_RULE,$(s))))
 
 $(GATEWAY_BIN): $(GATEWAY_O) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(GATEWAY_LIBS)
 
 $(BUILD)/bin/parta-echo-worker: $(BUILD)/obj/tests/service/echo_worker.o $(TEST_HELPER_O) $(LIB)
 	@mkdir -p $(dir $@)
@@ -116,7 +119,7 @@ $(BUILD)/bin/parta-echo-worker: $(BUILD)/obj/tests/service/echo_worker.o $(TEST_
 GATEWAY_LIB_O = $(filter-out $(BUILD)/obj/gateway/gw_main.o,$(GATEWAY_O))
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(GATEWAY_LIB_O) $(TEST_GEN_O) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lcmocka -lcurl
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(GATEWAY_LIBS) -lcmocka -lcurl
 
 # Unit tests of a service's module link that module.
 $(BUILD)/tests/test_fts: $(BUILD)/obj/services/chat/chat_fts.o

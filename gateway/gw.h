@@ -1,7 +1,8 @@
-/*  gw: the gateway's shared state. One libwebsockets event loop serves HTTP
-    (and WebSocket) clients; the bus client, the event subscription and the
-    Redis connection are file descriptors adopted into the same loop, so no
-    call ever blocks it (DESIGN §2). */
+/*  gw: the gateway's shared state. One event loop (libev, on epoll) runs
+    everything: libwebsockets serves HTTP and WebSocket clients on it as a
+    foreign loop, and the bus client, the event subscription and the Redis
+    connection are watched by the same loop, so no call ever blocks it
+    (DESIGN §2). */
 #ifndef PARTA_GW_H
 #define PARTA_GW_H
 
@@ -11,6 +12,7 @@
 #include "u64map.h"
 
 #include <czmq.h>
+#include <ev.h>
 #include <hiredis/async.h>
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -18,25 +20,24 @@
 typedef struct gw_t gw_t;
 typedef struct gw_req_t gw_req_t;
 typedef struct gw_route_t gw_route_t;
-typedef struct gw_watch_t gw_watch_t;
 typedef struct gw_metrics_t gw_metrics_t;
 typedef struct gw_auth_t gw_auth_t;
 typedef struct gw_redis_t gw_redis_t;
 
-/* --- fd watches (gw_loop.c) --- */
+/* --- the bus sockets in the loop (gw_loop.c) --- */
 
-typedef void (gw_watch_fn) (gw_watch_t *watch, void *arg);
-
-/*  Adopts a duplicate of `fd` into the loop; on_read runs when it is
-    readable, on_write (may be NULL) when writable after gw_watch_want_write. */
-gw_watch_t *gw_watch_add (gw_t *gw, int fd, gw_watch_fn *on_read, gw_watch_fn *on_write, void *arg);
-void gw_watch_want_write (gw_watch_t *watch);
-/*  Stops watching; callbacks will not run again. */
-void gw_watch_remove (gw_watch_t **watch_p);
+/*  Starts watching the bus client and the event subscription; stop
+    stops the watchers and timers (the sockets stay the caller's). */
+int gw_loop_start (gw_t *gw);
+void gw_loop_stop (gw_t *gw);
 
 /*  The bus client, serviced from the loop. After sending, call gw_bus_kick
     (ZeroMQ's descriptor is edge-triggered: a send can swallow the edge). */
 void gw_bus_kick (gw_t *gw);
+
+/*  Arms `timer` (an ev_timer whose callback is set) to fire once, `ms`
+    milliseconds from now, replacing any earlier arming. */
+void gw_timer_after (gw_t *gw, ev_timer *timer, int64_t ms);
 
 /* --- the gateway --- */
 
@@ -44,15 +45,17 @@ void gw_bus_kick (gw_t *gw);
 
 struct gw_t {
     config_t *cfg;
+    struct ev_loop *loop;       /* the one loop (gw_main.c runs it) */
+    ev_signal sigint, sigterm;
     struct lws_context *lws;
     struct lws_vhost *vhost;
     int port;                   /* the port actually bound */
     bus_client_t *bus;
-    gw_watch_t *bus_watch;
-    lws_sorted_usec_list_t bus_timer;
+    ev_io bus_io;
+    ev_timer bus_timer;         /* the client's next deadline, or a kick */
     zsock_t *sub;               /* events from the broker's XPUB */
-    gw_watch_t *sub_watch;
-    lws_sorted_usec_list_t sub_timer;
+    ev_io sub_io;
+    ev_timer sub_timer;         /* more events waiting than one wake takes */
     gw_redis_t *redis;
     gw_rl_classes_t limits;
     gw_fallback_t *fallback;

@@ -1,154 +1,62 @@
-/*  gw_loop: foreign descriptors in the libwebsockets loop. Each watch
-    adopts a duplicate of the descriptor as a "raw file" connection, so lws
-    polls it with the HTTP sockets and closing the watch never closes the
-    owner's descriptor. The bus client and the event subscription are
+/*  gw_loop: the bus client and the event subscription in the gateway's
+    event loop (libev; lws runs on the same loop, see gw_main.c). Both are
     ZeroMQ sockets: their descriptors signal edge-style, so every wake-up
-    drains them completely and a timer covers the bus client's deadlines. */
+    drains them completely, and a timer covers the bus client's deadlines
+    and the input a send may have hidden (gw_bus_kick). */
 #include "gw.h"
 #include "gw_auth.h"
 #include "gw_metrics.h"
 #include "gw_ws.h"
 #include "log.h"
 
-#include <unistd.h>
-
-struct gw_watch_t {
-    gw_t *gw;
-    struct lws *wsi;
-    gw_watch_fn *on_read;
-    gw_watch_fn *on_write;
-    void *arg;
-    int dead;
-};
-
-int gw_loop_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                      size_t len);
-
-int
-gw_loop_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                  size_t len)
-{
-    (void) user;
-    (void) in;
-    (void) len;
-    gw_watch_t *watch = lws_get_opaque_user_data (wsi);
-    switch (reason) {
-    case LWS_CALLBACK_RAW_RX_FILE:
-        if (watch && !watch->dead && watch->on_read)
-            watch->on_read (watch, watch->arg);
-        break;
-    case LWS_CALLBACK_RAW_WRITEABLE_FILE:
-        if (watch && !watch->dead && watch->on_write)
-            watch->on_write (watch, watch->arg);
-        break;
-    case LWS_CALLBACK_RAW_CLOSE_FILE:
-        if (watch) {
-            lws_set_opaque_user_data (wsi, NULL);
-            free (watch);
-        }
-        break;
-    default:
-        break;
-    }
-    return 0;
-}
-
-gw_watch_t *
-gw_watch_add (gw_t *gw, int fd, gw_watch_fn *on_read, gw_watch_fn *on_write, void *arg)
-{
-    gw_watch_t *watch = calloc (1, sizeof *watch);
-    if (!watch)
-        return NULL;
-    watch->gw = gw;
-    watch->on_read = on_read;
-    watch->on_write = on_write;
-    watch->arg = arg;
-    int copy = dup (fd);
-    if (copy < 0) {
-        free (watch);
-        return NULL;
-    }
-    lws_adopt_desc_t info;
-    memset (&info, 0, sizeof info);
-    info.vh = gw->vhost;
-    info.type = LWS_ADOPT_RAW_FILE_DESC;
-    info.fd.filefd = copy;
-    info.vh_prot_name = "parta-fd";
-    info.opaque = watch;
-    watch->wsi = lws_adopt_descriptor_vhost_via_info (&info);
-    if (!watch->wsi) {
-        /*  lws closed the duplicate already. */
-        free (watch);
-        return NULL;
-    }
-    return watch;
-}
-
 void
-gw_watch_want_write (gw_watch_t *watch)
+gw_timer_after (gw_t *gw, ev_timer *timer, int64_t ms)
 {
-    if (watch && !watch->dead)
-        lws_callback_on_writable (watch->wsi);
-}
-
-void
-gw_watch_remove (gw_watch_t **watch_p)
-{
-    if (!watch_p || !*watch_p)
-        return;
-    gw_watch_t *watch = *watch_p;
-    watch->dead = 1;
-    /*  Closed from the loop, which then frees the watch. */
-    lws_set_timeout (watch->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
-    *watch_p = NULL;
+    ev_timer_stop (gw->loop, timer);
+    ev_timer_set (timer, (ev_tstamp) (ms > 0 ? ms : 0) / 1000.0, 0.);
+    ev_timer_start (gw->loop, timer);
 }
 
 /* --- the bus client --- */
-
-static void s_bus_service (gw_t *gw);
-
-static void
-s_bus_timer (lws_sorted_usec_list_t *sul)
-{
-    gw_t *gw = lws_container_of (sul, gw_t, bus_timer);
-    s_bus_service (gw);
-}
 
 static void
 s_bus_service (gw_t *gw)
 {
     int wait = bus_client_process (gw->bus);
     if (wait >= 0)
-        lws_sul_schedule (gw->lws, 0, &gw->bus_timer, s_bus_timer,
-                          (lws_usec_t) (wait > 0 ? wait : 1) * LWS_US_PER_MS);
+        gw_timer_after (gw, &gw->bus_timer, wait > 0 ? wait : 1);
     else
-        lws_sul_cancel (&gw->bus_timer);
+        ev_timer_stop (gw->loop, &gw->bus_timer);
 }
 
 static void
-s_bus_readable (gw_watch_t *watch, void *arg)
+s_bus_timer (struct ev_loop *loop, ev_timer *timer, int revents)
 {
-    (void) watch;
-    s_bus_service ((gw_t *) arg);
+    (void) loop;
+    (void) revents;
+    s_bus_service (timer->data);
 }
 
+static void
+s_bus_readable (struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void) loop;
+    (void) revents;
+    s_bus_service (io->data);
+}
+
+/*  At the loop's next turn rather than now: the caller may be in the
+    middle of a callback of the bus client itself. */
 void
 gw_bus_kick (gw_t *gw)
 {
-    lws_sul_schedule (gw->lws, 0, &gw->bus_timer, s_bus_timer, 1);
+    if (!ev_is_active (&gw->bus_timer) || ev_timer_remaining (gw->loop, &gw->bus_timer) > 0)
+        gw_timer_after (gw, &gw->bus_timer, 0);
 }
 
 /* --- events --- */
 
 #define EVENTS_PER_WAKE 1000
-
-static void s_sub_drain (gw_t *gw);
-
-static void
-s_sub_timer (lws_sorted_usec_list_t *sul)
-{
-    s_sub_drain (lws_container_of (sul, gw_t, sub_timer));
-}
 
 static void
 s_sub_drain (gw_t *gw)
@@ -171,40 +79,58 @@ s_sub_drain (gw_t *gw)
         zmsg_destroy (&msg);
         n++;
     }
-    /*  More than one wake's worth: come back soon rather than starve HTTP. */
+    /*  More than one wake's worth: come back at the next turn, after the
+        sockets that are ready now, rather than starve HTTP. */
     if (n == EVENTS_PER_WAKE)
-        lws_sul_schedule (gw->lws, 0, &gw->sub_timer, s_sub_timer, 1);
+        gw_timer_after (gw, &gw->sub_timer, 0);
 }
 
 static void
-s_sub_readable (gw_watch_t *watch, void *arg)
+s_sub_timer (struct ev_loop *loop, ev_timer *timer, int revents)
 {
-    (void) watch;
-    s_sub_drain ((gw_t *) arg);
+    (void) loop;
+    (void) revents;
+    s_sub_drain (timer->data);
 }
 
-int gw_loop_start (gw_t *gw);
-void gw_loop_stop (gw_t *gw);
+static void
+s_sub_readable (struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void) loop;
+    (void) revents;
+    s_sub_drain (io->data);
+}
 
 int
 gw_loop_start (gw_t *gw)
 {
-    gw->bus_watch = gw_watch_add (gw, bus_client_fd (gw->bus), s_bus_readable, NULL, gw);
-    gw->sub_watch = gw_watch_add (gw, zsock_fd (gw->sub), s_sub_readable, NULL, gw);
-    if (!gw->bus_watch || !gw->sub_watch) {
+    int bus_fd = bus_client_fd (gw->bus);
+    int sub_fd = zsock_fd (gw->sub);
+    if (bus_fd < 0 || sub_fd < 0) {
         log_error (NULL, "cannot watch the bus sockets");
         return -1;
     }
+    ev_io_init (&gw->bus_io, s_bus_readable, bus_fd, EV_READ);
+    gw->bus_io.data = gw;
+    ev_timer_init (&gw->bus_timer, s_bus_timer, 0., 0.);
+    gw->bus_timer.data = gw;
+    ev_io_init (&gw->sub_io, s_sub_readable, sub_fd, EV_READ);
+    gw->sub_io.data = gw;
+    ev_timer_init (&gw->sub_timer, s_sub_timer, 0., 0.);
+    gw->sub_timer.data = gw;
+    ev_io_start (gw->loop, &gw->bus_io);
+    ev_io_start (gw->loop, &gw->sub_io);
+    /*  Whatever arrived before we watched is behind an edge already seen. */
     gw_bus_kick (gw);
-    lws_sul_schedule (gw->lws, 0, &gw->sub_timer, s_sub_timer, 1);
+    gw_timer_after (gw, &gw->sub_timer, 0);
     return 0;
 }
 
 void
 gw_loop_stop (gw_t *gw)
 {
-    lws_sul_cancel (&gw->bus_timer);
-    lws_sul_cancel (&gw->sub_timer);
-    gw_watch_remove (&gw->bus_watch);
-    gw_watch_remove (&gw->sub_watch);
+    ev_io_stop (gw->loop, &gw->bus_io);
+    ev_io_stop (gw->loop, &gw->sub_io);
+    ev_timer_stop (gw->loop, &gw->bus_timer);
+    ev_timer_stop (gw->loop, &gw->sub_timer);
 }

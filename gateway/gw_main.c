@@ -1,6 +1,9 @@
 /*  parta-gateway: reads configuration, builds the gateway (routes, rate
-    limits, bus client, event subscription, Redis) and runs the lws loop
-    until SIGINT or SIGTERM. */
+    limits, bus client, event subscription, Redis) and runs its event loop
+    until SIGINT or SIGTERM. The loop is libev's, on epoll: libwebsockets
+    runs on it as a foreign loop (lws's own loop is poll(), which walks
+    every descriptor on every wake-up: with thousands of WebSockets that
+    was most of the gateway's time). */
 #include "bus_socket.h"
 #include "gw.h"
 #include "gw_auth.h"
@@ -12,6 +15,7 @@
 #include "gw_ws.h"
 #include "log.h"
 
+#include <signal.h>
 #include <string.h>
 
 static const config_opt_t s_options[] = {
@@ -45,11 +49,17 @@ s_lws_log (int level, const char *line)
 }
 
 /*  "http" first: plain requests always go to protocols[0]. gw_ws_http_callback
-    is gw_http_callback guarding against stray WebSocket upgrades. */
+    is gw_http_callback guarding against stray WebSocket upgrades.
+
+    A WebSocket's rx buffer (lws allocates it per socket: at 16 KiB it
+    was most of what an idle socket cost) bounds how much of a frame one
+    LWS_CALLBACK_RECEIVE hands over, and how much lws reads from the
+    socket at once. Client frames are small (auth, typing, ping); gw_ws.c
+    puts larger ones together, up to 64 KiB. Writes are bounded by the
+    last field instead. */
 static struct lws_protocols s_protocols[] = {
     {"http", gw_ws_http_callback, sizeof (void *), 0, 0, NULL, 0},
-    {"parta-fd", gw_loop_callback, 0, 0, 0, NULL, 0},
-    {GW_WS_PROTOCOL, gw_ws_callback, sizeof (void *), 16384, 0, NULL, 65536},
+    {GW_WS_PROTOCOL, gw_ws_callback, sizeof (void *), 1024, 0, NULL, 65536},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -61,9 +71,12 @@ static const struct lws_protocol_vhost_options s_ws_default = {NULL, NULL, "defa
 static const struct lws_protocol_vhost_options s_vhost_options = {NULL, &s_ws_default,
                                                                   GW_WS_PROTOCOL, ""};
 
-/*  lws pings a WebSocket idle this long and hangs up when no pong comes
-    back (the ws role only: HTTP connections are not pinged). */
-static lws_retry_bo_t s_ws_keepalive;
+/*  No keep-alive timers of lws's own: gw_ws.c pings WebSockets itself,
+    with one timer for all of them (an lws validity timer per socket would
+    sit in lws's sorted timer list, which every HTTP request walks when it
+    sets a timeout). All zero: lws then schedules none (lws 4.1's default
+    policy would ping every 300 s). */
+static const lws_retry_bo_t s_no_keepalive;
 
 static int
 s_split_http (const char *http, char *host, size_t host_len, int *port)
@@ -84,15 +97,29 @@ s_split_http (const char *http, char *host, size_t host_len, int *port)
     return 0;
 }
 
+/*  SIGINT, SIGTERM: the loop returns and main stops the gateway in order.
+    zsys_interrupted is set as CZMQ's own handler (which these replace)
+    would, for code that looks at it. */
+static void
+s_on_signal (struct ev_loop *loop, ev_signal *watcher, int revents)
+{
+    (void) watcher;
+    (void) revents;
+    zsys_interrupted = 1;
+    ev_break (loop, EVBREAK_ALL);
+}
+
 static void
 s_destroy (gw_t *gw)
 {
     gw->stopping = 1;
     gw_ops_stop (gw);
     gw_ws_stop (gw);
-    if (gw->lws)
+    if (gw->loop)
         gw_loop_stop (gw);
     gw_redis_destroy (&gw->redis);
+    /*  On a foreign loop, lws closes every connection and stops its
+        watchers here, without running the loop again. */
     if (gw->lws)
         lws_context_destroy (gw->lws);
     gw_ws_destroy (gw);     /* after lws closed the sockets */
@@ -103,8 +130,28 @@ s_destroy (gw_t *gw)
     gw_auth_destroy (&gw->auth);
     gw_fallback_destroy (&gw->fallback);
     gw_metrics_destroy (&gw->metrics);
+    if (gw->loop) {
+        ev_signal_stop (gw->loop, &gw->sigint);
+        ev_signal_stop (gw->loop, &gw->sigterm);
+        ev_loop_destroy (gw->loop);
+    }
     config_destroy (&gw->cfg);
     free (gw);
+}
+
+static const char *
+s_backend_name (unsigned int backend)
+{
+    switch (backend) {
+    case EVBACKEND_EPOLL:
+        return "epoll";
+    case EVBACKEND_POLL:
+        return "poll";
+    case EVBACKEND_SELECT:
+        return "select";
+    default:
+        return "other";
+    }
 }
 
 int
@@ -179,26 +226,40 @@ main (int argc, char **argv)
                          "4096..1073741824, ws_revalidate_s 0..86400");
         goto fail;
     }
-    s_ws_keepalive.secs_since_valid_ping = (uint16_t) ws_opts.ping_s;
-    s_ws_keepalive.secs_since_valid_hangup = (uint16_t) (2 * ws_opts.ping_s);
+
+    gw->loop = ev_loop_new (EVFLAG_AUTO | EVFLAG_NOENV);
+    if (!gw->loop) {
+        log_error (NULL, "cannot create the event loop");
+        goto fail;
+    }
+    ev_signal_init (&gw->sigint, s_on_signal, SIGINT);
+    ev_signal_init (&gw->sigterm, s_on_signal, SIGTERM);
+    ev_signal_start (gw->loop, &gw->sigint);
+    ev_signal_start (gw->loop, &gw->sigterm);
 
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_log);
     struct lws_context_creation_info info;
     memset (&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8
+                   | LWS_SERVER_OPTION_LIBEV;
+    void *foreign_loops[1] = {gw->loop};
+    info.foreign_loops = foreign_loops;
     info.user = gw;
     /*  Request heads beyond this are dropped by lws without an answer. */
     info.max_http_header_data = 16384;
     info.timeout_secs = 30;
     gw->lws = lws_create_context (&info);
-    if (!gw->lws)
+    if (!gw->lws) {
+        /*  Also when lws cannot load its libev glue (a package of its own). */
+        log_error (NULL, "cannot create the lws context on the libev loop");
         goto fail;
+    }
     info.port = port;
     info.iface = host;
     info.protocols = s_protocols;
     info.keepalive_timeout = 30;
     info.pvo = &s_vhost_options;
-    info.retry_and_idle_policy = &s_ws_keepalive;
+    info.retry_and_idle_policy = &s_no_keepalive;
     gw->vhost = lws_create_vhost (gw->lws, &info);
     if (!gw->vhost) {
         log_error (NULL, "cannot listen http=%s", config_str (cfg, "http"));
@@ -215,11 +276,12 @@ main (int argc, char **argv)
         goto fail;
     gw->redis = gw_redis_new (gw, config_str (cfg, "redis"), gw_ratelimit_script ());
     gw_ops_start (gw);
-    log_info (NULL, "gateway listening url=http://%s:%d public_url=%s", host, gw->port,
-              gw->public_url);
-    while (!zsys_interrupted)
-        if (lws_service (gw->lws, 0) < 0)
-            break;
+    /*  lws arms its timers when it has handled an event: give it one now,
+        so that they run before the first client comes. */
+    lws_cancel_service (gw->lws);
+    log_info (NULL, "gateway listening url=http://%s:%d public_url=%s loop=%s", host, gw->port,
+              gw->public_url, s_backend_name (ev_backend (gw->loop)));
+    ev_run (gw->loop, 0);
     log_info (NULL, "gateway stopping");
     s_destroy (gw);
     return 0;

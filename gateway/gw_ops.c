@@ -118,7 +118,7 @@ gw_ops_readyz (gw_req_t *req)
 
 /* --- the periodic poll --- */
 
-static lws_sorted_usec_list_t s_poll_timer;
+static ev_timer s_poll_timer;
 static gw_t *s_gw;
 
 static void
@@ -131,29 +131,32 @@ s_poll_reply (void *arg, const Bus__Reply *reply)
 }
 
 static void
-s_poll (lws_sorted_usec_list_t *sul)
+s_poll (struct ev_loop *loop, ev_timer *timer, int revents)
 {
-    (void) sul;
+    (void) revents;
     gw_t *gw = s_gw;
-    if (!gw || gw->stopping)
+    if (!gw || gw->stopping) {
+        ev_timer_stop (loop, timer);
         return;
+    }
     bus_call_opts_t opts = {.timeout_ms = 2000};
     if (bus_client_send (gw->bus, "mmi", "mmi.services", NULL, &opts, s_poll_reply, gw))
         gw_bus_kick (gw);
-    lws_sul_schedule (gw->lws, 0, &s_poll_timer, s_poll, POLL_MS * LWS_US_PER_MS);
 }
 
+/*  The first poll soon after start, then every POLL_MS. */
 void
 gw_ops_start (gw_t *gw)
 {
     s_gw = gw;
-    lws_sul_schedule (gw->lws, 0, &s_poll_timer, s_poll, 100 * LWS_US_PER_MS);
+    ev_timer_init (&s_poll_timer, s_poll, 0.1, POLL_MS / 1000.0);
+    ev_timer_start (gw->loop, &s_poll_timer);
 }
 
 void
 gw_ops_stop (gw_t *gw)
 {
-    (void) gw;
-    lws_sul_cancel (&s_poll_timer);
+    if (s_gw)
+        ev_timer_stop (gw->loop, &s_poll_timer);
     s_gw = NULL;
 }

@@ -1,11 +1,11 @@
-/*  gw_redis: hiredis's asynchronous API driven by the lws loop through an
-    adapter over gw_watch (see gw_redis.h). hiredis owns the socket; the
-    loop watches a duplicate of it. */
+/*  gw_redis: hiredis's asynchronous API on the gateway's event loop,
+    through hiredis's own libev adapter (see gw_redis.h). */
 #include "gw_redis.h"
 #include "clock.h"
 #include "gw_metrics.h"
 #include "log.h"
 
+#include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
 #include <string.h>
 
@@ -19,12 +19,11 @@ struct gw_redis_t {
     char *where;
     char *script;
     redisAsyncContext *ac;
-    gw_watch_t *watch;
     int connected;
     int up;
     char sha[48];
-    lws_sorted_usec_list_t reconnect_timer;
-    lws_sorted_usec_list_t check_timer;
+    ev_timer reconnect_timer;
+    ev_timer check_timer;       /* every CHECK_MS while not stopping */
     /*  Send times of commands awaiting answers, oldest first (Redis answers
         in order), to notice a Redis that accepts but does not answer. */
     int64_t sent[MAX_PENDING];
@@ -41,9 +40,11 @@ typedef struct {
 static void s_connect (gw_redis_t *self);
 
 static void
-s_reconnect_timer (lws_sorted_usec_list_t *sul)
+s_reconnect_timer (struct ev_loop *loop, ev_timer *timer, int revents)
 {
-    s_connect (lws_container_of (sul, gw_redis_t, reconnect_timer));
+    (void) loop;
+    (void) revents;
+    s_connect (timer->data);
 }
 
 static void
@@ -65,65 +66,8 @@ s_lost (gw_redis_t *self)
     self->ac = NULL;
     self->count = 0;
     s_set_up (self, 0);
-    gw_watch_remove (&self->watch);
     if (!self->gw->stopping)
-        lws_sul_schedule (self->gw->lws, 0, &self->reconnect_timer, s_reconnect_timer,
-                          RECONNECT_MS * LWS_US_PER_MS);
-}
-
-/* --- the hiredis adapter --- */
-
-static void
-s_on_readable (gw_watch_t *watch, void *arg)
-{
-    (void) watch;
-    gw_redis_t *self = arg;
-    if (self->ac)
-        redisAsyncHandleRead (self->ac);
-}
-
-static void
-s_on_writable (gw_watch_t *watch, void *arg)
-{
-    (void) watch;
-    gw_redis_t *self = arg;
-    if (self->ac)
-        redisAsyncHandleWrite (self->ac);
-}
-
-static void
-s_add_read (void *data)
-{
-    gw_redis_t *self = data;
-    if (!self->watch && self->ac)
-        self->watch = gw_watch_add (self->gw, self->ac->c.fd, s_on_readable, s_on_writable, self);
-}
-
-static void
-s_del_read (void *data)
-{
-    (void) data;    /* the watch keeps polling for input; reads then find nothing */
-}
-
-static void
-s_add_write (void *data)
-{
-    gw_redis_t *self = data;
-    s_add_read (self);
-    gw_watch_want_write (self->watch);
-}
-
-static void
-s_del_write (void *data)
-{
-    (void) data;    /* lws asks for writability once per request */
-}
-
-static void
-s_cleanup (void *data)
-{
-    gw_redis_t *self = data;
-    gw_watch_remove (&self->watch);
+        gw_timer_after (self->gw, &self->reconnect_timer, RECONNECT_MS);
 }
 
 /* --- connection --- */
@@ -149,7 +93,7 @@ s_on_script (redisAsyncContext *ac, void *r, void *data)
 static void
 s_on_connect (const redisAsyncContext *ac, int status)
 {
-    gw_redis_t *self = ac->ev.data;
+    gw_redis_t *self = ac->data;
     if (status != REDIS_OK) {
         /*  hiredis frees the context after this callback. */
         s_lost (self);
@@ -169,7 +113,7 @@ static void
 s_on_disconnect (const redisAsyncContext *ac, int status)
 {
     (void) status;
-    gw_redis_t *self = ac->ev.data;
+    gw_redis_t *self = ac->data;
     if (self->ac == ac)
         s_lost (self);
 }
@@ -198,31 +142,27 @@ s_connect (gw_redis_t *self)
     }
     else
         ac = redisAsyncConnectUnix (w);
-    if (!ac || ac->err) {
+    if (!ac || ac->err || redisLibevAttach (self->gw->loop, ac) != REDIS_OK) {
         if (ac)
             redisAsyncFree (ac);
         s_lost (self);
         return;
     }
     self->ac = ac;
-    ac->ev.data = self;
-    ac->ev.addRead = s_add_read;
-    ac->ev.delRead = s_del_read;
-    ac->ev.addWrite = s_add_write;
-    ac->ev.delWrite = s_del_write;
-    ac->ev.cleanup = s_cleanup;
-    redisAsyncSetConnectCallback (ac, s_on_connect);
+    ac->data = self;
     redisAsyncSetDisconnectCallback (ac, s_on_disconnect);
-    /*  A non-blocking connect completes when the socket becomes writable. */
-    s_add_write (self);
+    /*  A non-blocking connect completes when the socket becomes writable:
+        setting this callback starts watching for that. */
+    redisAsyncSetConnectCallback (ac, s_on_connect);
 }
 
 /*  Drops a connection whose oldest command has waited too long: hiredis
     then answers every pending command with NULL, and callers fall back. */
 static void
-s_check_timer (lws_sorted_usec_list_t *sul)
+s_check_timer (struct ev_loop *loop, ev_timer *timer, int revents)
 {
-    gw_redis_t *self = lws_container_of (sul, gw_redis_t, check_timer);
+    (void) revents;
+    gw_redis_t *self = timer->data;
     if (self->ac && self->count
         && clock_mono_ms () - self->sent[self->head] > ANSWER_WITHIN_MS) {
         log_warn (NULL, "redis is not answering, dropping the connection pending=%zu",
@@ -232,12 +172,8 @@ s_check_timer (lws_sorted_usec_list_t *sul)
         redisAsyncFree (ac);
         s_lost (self);
     }
-    else if (self->ac && !self->connected && self->count == 0) {
-        /*  still connecting */
-    }
-    if (!self->gw->stopping)
-        lws_sul_schedule (self->gw->lws, 0, &self->check_timer, s_check_timer,
-                          CHECK_MS * LWS_US_PER_MS);
+    if (self->gw->stopping)
+        ev_timer_stop (loop, timer);
 }
 
 gw_redis_t *
@@ -250,8 +186,12 @@ gw_redis_new (gw_t *gw, const char *where, const char *script)
     self->where = strdup (where);
     self->script = script ? strdup (script) : NULL;
     self->log.burst = 2;
+    ev_timer_init (&self->reconnect_timer, s_reconnect_timer, 0., 0.);
+    self->reconnect_timer.data = self;
+    ev_timer_init (&self->check_timer, s_check_timer, CHECK_MS / 1000.0, CHECK_MS / 1000.0);
+    self->check_timer.data = self;
+    ev_timer_start (gw->loop, &self->check_timer);
     s_connect (self);
-    lws_sul_schedule (gw->lws, 0, &self->check_timer, s_check_timer, CHECK_MS * LWS_US_PER_MS);
     return self;
 }
 
@@ -261,14 +201,15 @@ gw_redis_destroy (gw_redis_t **self_p)
     if (!self_p || !*self_p)
         return;
     gw_redis_t *self = *self_p;
-    lws_sul_cancel (&self->reconnect_timer);
-    lws_sul_cancel (&self->check_timer);
+    ev_timer_stop (self->gw->loop, &self->reconnect_timer);
+    ev_timer_stop (self->gw->loop, &self->check_timer);
     if (self->ac) {
+        /*  Pending commands are answered NULL; the adapter stops its
+            watchers. */
         redisAsyncContext *ac = self->ac;
         self->ac = NULL;
         redisAsyncFree (ac);
     }
-    gw_watch_remove (&self->watch);
     free (self->where);
     free (self->script);
     free (self);

@@ -25,7 +25,15 @@
     - Users know their chats (chat.my_chats once when their first socket
       opens, then member and message events), and an index from chat to the
       users here who are in it lets a user's presence change reach the
-      sockets of everyone here who shares a chat with them. */
+      sockets of everyone here who shares a chat with them.
+    - Three deadlines per socket: signing in (10 s after it opens), the
+      next token check (every revalidate_s), and the next ping (ping_s
+      after the last pong; a ping unanswered for as long again hangs up).
+      Each kind has one interval for every socket, so a deadline set now
+      is the latest of its kind: each kind is a list in deadline order,
+      appended to and unlinked from in constant time, with one timer at
+      its head. (A timer per socket, lws's or ours, is a sorted insert
+      into lws's one timer list, walking past every other socket's.) */
 #include "gw_ws.h"
 #include "chat.pb-c.h"
 #include "clock.h"
@@ -41,11 +49,13 @@
 
 #include <sodium.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
 #define AUTH_TIMEOUT_MS 10000
 #define MAX_FRAME_IN (64 * 1024)        /* a client frame above this closes with 1009 */
+#define MAX_DISCARD (1024 * 1024)       /* read past before that close; beyond, hang up */
 #define MAX_TOKEN 1024
 #define MAX_ID 64                       /* longest user, session or chat id kept */
 #define MAX_CHATS 4096                  /* chats tracked per socket and per user */
@@ -115,6 +125,13 @@ typedef struct {
     void *ctx;
 } call_slot_t;
 
+/*  A socket's place in one of the deadline lists (deadlines_t). */
+typedef struct ws_due_t {
+    struct ws_due_t *prev, *next;
+    int64_t at_ms;              /* monotonic */
+    int listed;
+} ws_due_t;
+
 struct ws_conn_t {
     uint64_t id;
     struct lws *wsi;
@@ -135,11 +152,17 @@ struct ws_conn_t {
     /* incoming */
     char *rx;
     size_t rx_len, rx_cap;
+    int discarding;             /* reading past a message too large, to its end */
+    size_t discarded;
     double budget;
     int64_t budget_at, limited_said_at;
     zhashx_t *chats;            /* chat id -> chat_state_t, created on use */
     call_slot_t calls[MAX_CALLS];
-    lws_sorted_usec_list_t auth_timer, check_timer;
+    ws_due_t auth_due;          /* signed in by then, or closed */
+    ws_due_t check_due;         /* the token is checked again then */
+    ws_due_t ping_due;          /* pinged then, or hung up if a ping is unanswered */
+    int ping_owed;              /* a ping is to be written */
+    int pong_awaited;           /* a ping went out and no pong came back yet */
     uint64_t frames_out, resyncs, dropped;
     int64_t opened_at;
 };
@@ -147,6 +170,17 @@ struct ws_conn_t {
 typedef struct {
     ws_conn_t *conn;
 } pss_t;
+
+typedef void (due_fn) (ws_conn_t *c);
+
+/*  Sockets waiting for one kind of deadline, soonest first. */
+typedef struct {
+    ws_due_t *head, *tail;
+    int64_t interval_ms;
+    size_t offset;              /* of the ws_due_t in ws_conn_t */
+    due_fn *fire;               /* may free the socket */
+    ev_timer timer;             /* at the head's deadline, or earlier */
+} deadlines_t;
 
 static struct {
     gw_t *gw;
@@ -162,6 +196,7 @@ static struct {
         int64_t at;
     } revoked[REVOKED_KEEP];
     size_t revoked_next;
+    deadlines_t auth, check, ping;
     log_limit_t log;
 } s_ws;
 
@@ -214,6 +249,72 @@ s_log_limited (const char *trace, const char *fmt, ...)
     vsnprintf (text, sizeof text, fmt, ap);
     va_end (ap);
     log_msg (LOG_LEVEL_WARN, trace, "%s suppressed=%lu", text, suppressed);
+}
+
+/* --- deadlines --- */
+
+static void
+s_due_remove (deadlines_t *list, ws_due_t *due)
+{
+    if (!due->listed)
+        return;
+    if (due->prev)
+        due->prev->next = due->next;
+    else
+        list->head = due->next;
+    if (due->next)
+        due->next->prev = due->prev;
+    else
+        list->tail = due->prev;
+    due->prev = due->next = NULL;
+    due->listed = 0;
+}
+
+/*  Sets the deadline to one interval from now: the tail of the list, as
+    every deadline already there was set earlier. The timer, when armed,
+    is at an earlier deadline; it finds this one when it fires. */
+static void
+s_due_set (deadlines_t *list, ws_due_t *due)
+{
+    s_due_remove (list, due);
+    due->at_ms = clock_mono_ms () + list->interval_ms;
+    due->prev = list->tail;
+    due->next = NULL;
+    if (list->tail)
+        list->tail->next = due;
+    else
+        list->head = due;
+    list->tail = due;
+    due->listed = 1;
+    if (!ev_is_active (&list->timer) && !s_ws.gw->stopping)
+        gw_timer_after (s_ws.gw, &list->timer, list->interval_ms);
+}
+
+static void
+s_due_timer (struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    (void) loop;
+    (void) revents;
+    deadlines_t *list = timer->data;
+    int64_t now = clock_mono_ms ();
+    while (list->head && list->head->at_ms <= now && !s_ws.gw->stopping) {
+        ws_due_t *due = list->head;
+        s_due_remove (list, due);
+        list->fire ((ws_conn_t *) ((char *) due - list->offset));
+    }
+    if (list->head && !s_ws.gw->stopping)
+        gw_timer_after (s_ws.gw, &list->timer, list->head->at_ms - now);
+}
+
+static void
+s_deadlines_init (deadlines_t *list, int64_t interval_ms, size_t offset, due_fn *fire)
+{
+    memset (list, 0, sizeof *list);
+    list->interval_ms = interval_ms;
+    list->offset = offset;
+    list->fire = fire;
+    ev_timer_init (&list->timer, s_due_timer, 0., 0.);
+    list->timer.data = list;
 }
 
 /* --- frames --- */
@@ -653,12 +754,22 @@ s_resync_frame (ws_conn_t *c)
     return s_frame_new (json_pack ("{s:s, s:o}", "type", "resync", "chats", chats));
 }
 
-/*  One frame per writable callback; the close comes after the last one. */
+/*  One frame per writable callback, an owed ping first; the close comes
+    after the last one. */
 static int
 s_writable (ws_conn_t *c)
 {
     frame_t *f = NULL;
-    if (c->resync) {
+    if (c->ping_owed) {
+        /*  Not empty: lws hands us no pong that carries nothing, and a
+            pong repeats its ping's payload (RFC 6455 5.5.3). */
+        c->ping_owed = 0;
+        unsigned char ping[LWS_PRE + 4] = {0};
+        memcpy (ping + LWS_PRE, "ping", 4);
+        if (lws_write (c->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
+            return -1;
+    }
+    else if (c->resync) {
         c->resync = 0;
         f = s_resync_frame (c);
     }
@@ -672,7 +783,7 @@ s_writable (ws_conn_t *c)
         f = q->frame;
         free (q);
     }
-    else if (c->close_code) {
+    else if (c->close_code && !c->discarding) {
         lws_close_reason (c->wsi, (enum lws_close_status) c->close_code,
                           (unsigned char *) c->close_reason, strlen (c->close_reason));
         return -1;
@@ -690,7 +801,7 @@ s_writable (ws_conn_t *c)
         }
         s_frame_unref (&f);
     }
-    if (c->resync || c->head || c->close_code)
+    if (c->resync || c->head || (c->close_code && !c->discarding))
         lws_callback_on_writable (c->wsi);
     return 0;
 }
@@ -748,14 +859,11 @@ s_forget_token (ws_conn_t *c)
     }
 }
 
-static void s_check_timer (lws_sorted_usec_list_t *sul);
-
 static void
 s_schedule_check (ws_conn_t *c)
 {
     if (s_ws.opts.revalidate_s > 0 && c->token)
-        lws_sul_schedule (s_ws.gw->lws, 0, &c->check_timer, s_check_timer,
-                          (lws_usec_t) s_ws.opts.revalidate_s * LWS_US_PER_SEC);
+        s_due_set (&s_ws.check, &c->check_due);
 }
 
 static void
@@ -797,7 +905,7 @@ s_auth_done (gw_t *gw, uint64_t conn_id, const Bus__Caller *caller, status_t sta
             return;
         }
         c->state = WS_READY;
-        lws_sul_cancel (&c->auth_timer);
+        s_due_remove (&s_ws.auth, &c->auth_due);
         s_send_json (c, json_pack ("{s:s, s:s}", "type", "ready", "user_id", c->caller->user_id));
         lws_rx_flow_control (c->wsi, 1);
         s_schedule_check (c);
@@ -839,9 +947,8 @@ s_auth_start (ws_conn_t *c, const char *token)
 }
 
 static void
-s_auth_timeout (lws_sorted_usec_list_t *sul)
+s_auth_timeout (ws_conn_t *c)
 {
-    ws_conn_t *c = lws_container_of (sul, ws_conn_t, auth_timer);
     if (c->state == WS_READY || c->close_code)
         return;
     s_error (c, "unauthorized", "sign in within 10 seconds: send {\"type\": \"auth\", \"token\": \"...\"}",
@@ -850,12 +957,40 @@ s_auth_timeout (lws_sorted_usec_list_t *sul)
 }
 
 static void
-s_check_timer (lws_sorted_usec_list_t *sul)
+s_check_due (ws_conn_t *c)
 {
-    ws_conn_t *c = lws_container_of (sul, ws_conn_t, check_timer);
     if (c->state != WS_READY || c->close_code || !c->token || s_ws.gw->stopping)
         return;
     gw_auth_resolve (s_ws.gw, c->token, c->ip, c->user_agent, c->trace, c->id, s_auth_done);
+}
+
+/* --- keep-alive --- */
+
+/*  A ping when the socket's time comes; at the next, still no pong: the
+    peer is gone or not reading, and the socket is dropped at once, with
+    no close handshake (as lws's own keep-alive did). */
+static void
+s_ping_due (ws_conn_t *c)
+{
+    if (!c->wsi)
+        return;
+    if (c->pong_awaited) {
+        log_info (c->trace, "ws no pong within %d s: hanging up user=%s", s_ws.opts.ping_s,
+                  c->user ? c->user->id : "-");
+        lws_set_timeout (c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);   /* frees c */
+        return;
+    }
+    c->pong_awaited = 1;
+    c->ping_owed = 1;
+    s_due_set (&s_ws.ping, &c->ping_due);
+    s_want_write (c);
+}
+
+static void
+s_pong (ws_conn_t *c)
+{
+    c->pong_awaited = 0;
+    s_due_set (&s_ws.ping, &c->ping_due);
 }
 
 /*  A new socket counts against its address's budget (the "ip" class, as
@@ -948,8 +1083,9 @@ s_conn_new (struct lws *wsi)
 static void
 s_conn_free (ws_conn_t *c)
 {
-    lws_sul_cancel (&c->auth_timer);
-    lws_sul_cancel (&c->check_timer);
+    s_due_remove (&s_ws.auth, &c->auth_due);
+    s_due_remove (&s_ws.check, &c->check_due);
+    s_due_remove (&s_ws.ping, &c->ping_due);
     for (int i = 0; i < MAX_CALLS; i++)
         if (c->calls[i].call) {
             bus_client_cancel (s_ws.gw->bus, c->calls[i].call);
@@ -1189,19 +1325,40 @@ s_frame_in (ws_conn_t *c, const char *text, size_t len, int binary)
     json_decref (json);
 }
 
+/*  A message above MAX_FRAME_IN closes the socket with 1009, but only
+    once the rest of it has been read (and dropped): closing a socket with
+    unread input resets the connection, and a client still sending would
+    then often lose the close frame (the smaller lws's reads, the more
+    often). Past MAX_DISCARD more, it is dropped at once. */
 static int
 s_receive (struct lws *wsi, ws_conn_t *c, const void *in, size_t len)
 {
+    static const char too_large[] = "frames are at most 64 KiB";
+    if (c->discarding) {
+        c->discarded += len;
+        if (c->discarded > MAX_DISCARD) {
+            lws_close_reason (wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                              (unsigned char *) too_large, sizeof too_large - 1);
+            return -1;
+        }
+        if (lws_is_final_fragment (wsi)) {
+            c->discarding = 0;
+            s_want_write (c);   /* the close */
+        }
+        return 0;
+    }
     if (c->close_code)
         return 0;
     size_t remaining = lws_remaining_packet_payload (wsi);
     if (c->rx_len + len + remaining > MAX_FRAME_IN) {
         s_log_limited (c->trace, "ws frame too large: closing ip=%s", c->ip);
-        static const char reason[] = "frames are at most 64 KiB";
-        c->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
-        lws_close_reason (wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *) reason,
-                          sizeof reason - 1);
-        return -1;
+        free (c->rx);
+        c->rx = NULL;
+        c->rx_len = c->rx_cap = 0;
+        c->discarding = !lws_is_final_fragment (wsi);
+        c->discarded = 0;
+        s_close (c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, too_large);
+        return 0;
     }
     if (c->rx_len + len > c->rx_cap) {
         size_t cap = c->rx_cap ? c->rx_cap * 2 : 1024;
@@ -1349,8 +1506,8 @@ gw_ws_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, v
         if (!c)
             return -1;
         pss->conn = c;
-        lws_sul_schedule (s_ws.gw->lws, 0, &c->auth_timer, s_auth_timeout,
-                          AUTH_TIMEOUT_MS * LWS_US_PER_MS);
+        s_due_set (&s_ws.auth, &c->auth_due);
+        s_due_set (&s_ws.ping, &c->ping_due);
         s_header_token (c);
         if (c->close_code)
             return 0;
@@ -1363,6 +1520,10 @@ gw_ws_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, v
     }
     case LWS_CALLBACK_RECEIVE:
         return pss && pss->conn ? s_receive (wsi, pss->conn, in, len) : -1;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss && pss->conn)
+            s_pong (pss->conn);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss && pss->conn ? s_writable (pss->conn) : -1;
     case LWS_CALLBACK_CLOSED:
@@ -1601,6 +1762,13 @@ gw_ws_start (gw_t *gw, const gw_ws_opts_t *opts)
         s_ws.opts.queue_frames = 256;
     if (s_ws.opts.queue_bytes == 0)
         s_ws.opts.queue_bytes = 1024 * 1024;
+    if (s_ws.opts.ping_s <= 0)
+        s_ws.opts.ping_s = 30;
+    s_deadlines_init (&s_ws.auth, AUTH_TIMEOUT_MS, offsetof (ws_conn_t, auth_due), s_auth_timeout);
+    s_deadlines_init (&s_ws.check, (int64_t) s_ws.opts.revalidate_s * 1000,
+                      offsetof (ws_conn_t, check_due), s_check_due);
+    s_deadlines_init (&s_ws.ping, (int64_t) s_ws.opts.ping_s * 1000,
+                      offsetof (ws_conn_t, ping_due), s_ping_due);
     s_ws.conns = u64map_new ();
     s_ws.users = zhashx_new ();
     s_ws.index = zhashx_new ();
@@ -1620,8 +1788,12 @@ gw_ws_start (gw_t *gw, const gw_ws_opts_t *opts)
 void
 gw_ws_stop (gw_t *gw)
 {
-    if (s_ws.started)
-        gw_presence_stop (gw);
+    if (!s_ws.started)
+        return;
+    gw_presence_stop (gw);
+    ev_timer_stop (gw->loop, &s_ws.auth.timer);
+    ev_timer_stop (gw->loop, &s_ws.check.timer);
+    ev_timer_stop (gw->loop, &s_ws.ping.timer);
 }
 
 void

