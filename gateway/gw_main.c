@@ -28,7 +28,7 @@ static const config_opt_t s_options[] = {
     {"call_timeout_ms", "5000", "deadline of a bus call made for an HTTP request"},
     {"list_routes", NULL, "print the route table as JSON and exit (any value)"},
     /* WebSockets (gw_ws.c) */
-    {"ws_ping_s", "30", "seconds a WebSocket may be idle before it is pinged (closed if no pong in as many again)"},
+    {"ws_ping_s", "30", "seconds from a WebSocket's last pong to its next ping (dropped if no pong in as many again)"},
     {"ws_queue_frames", "256", "frames waiting to be written to one WebSocket before it owes a resync"},
     {"ws_queue_bytes", "1048576", "bytes waiting to be written to one WebSocket before it owes a resync"},
     {"ws_revalidate_s", "300", "how often a WebSocket's token is checked again (0: never)"},
