@@ -248,6 +248,23 @@ db_exec (db_t *self, const char *sql)
     return 0;
 }
 
+/*  Transaction control runs once or twice per request: through cached
+    statements, not sqlite3_exec, which would compile the text every time. */
+static int
+s_txn_step (db_t *self, const char *sql)
+{
+    sqlite3_stmt *stmt = db_stmt (self, sql);
+    if (!stmt)
+        return -1;
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE) {
+        log_error (NULL, "sql failed error=\"%s\" sql=\"%s\"", sqlite3_errmsg (self->handle), sql);
+        return -1;
+    }
+    return 0;
+}
+
 int
 db_begin (db_t *self)
 {
@@ -256,7 +273,7 @@ db_begin (db_t *self)
         snprintf (sql, sizeof sql, "BEGIN IMMEDIATE");
     else
         snprintf (sql, sizeof sql, "SAVEPOINT sp%d", self->depth);
-    if (db_exec (self, sql))
+    if (s_txn_step (self, sql))
         return -1;
     self->depth++;
     return 0;
@@ -272,7 +289,7 @@ db_commit (db_t *self)
         snprintf (sql, sizeof sql, "COMMIT");
     else
         snprintf (sql, sizeof sql, "RELEASE sp%d", self->depth - 1);
-    if (db_exec (self, sql)) {
+    if (s_txn_step (self, sql)) {
         /*  A failed COMMIT (disk full, I/O error) leaves the transaction
             open; roll it back so the connection stays usable. */
         db_rollback (self);
@@ -295,10 +312,13 @@ db_rollback (db_t *self)
         return 0;
     }
     if (self->depth == 0)
-        return db_exec (self, "ROLLBACK");
-    char sql[64];
-    snprintf (sql, sizeof sql, "ROLLBACK TO sp%d; RELEASE sp%d", self->depth, self->depth);
-    return db_exec (self, sql);
+        return s_txn_step (self, "ROLLBACK");
+    char sql[48];
+    snprintf (sql, sizeof sql, "ROLLBACK TO sp%d", self->depth);
+    if (s_txn_step (self, sql))
+        return -1;
+    snprintf (sql, sizeof sql, "RELEASE sp%d", self->depth);
+    return s_txn_step (self, sql);
 }
 
 int

@@ -190,7 +190,8 @@ struct outbox_pub_t {
     int64_t poll_at;
     int64_t beacon_at;
     int data_version;
-    uint64_t published;
+    uint64_t published;         /* the mark in outbox_state, while holding */
+    char epoch[64];             /* the database's, read once */
     int64_t keep_ms;            /* 0: events are kept forever */
     int64_t prune_at;
 };
@@ -260,6 +261,11 @@ s_lease (outbox_pub_t *self)
     }
     int was = self->holding;
     self->holding = changes == 1;
+    /*  Only the holder moves the published mark, so while holding, the
+        copy in memory is the mark; read again at each renewal in case
+        another instance held the lease in between. */
+    if (self->holding)
+        self->published = outbox_published (self->db);
     if (self->holding && !was) {
         log_info (NULL, "outbox publisher took the lease source=%s", self->source);
         self->beacon_at = 0;
@@ -286,14 +292,23 @@ s_publish_row (outbox_pub_t *self, sqlite3_stmt *stmt, const char *epoch)
         free (buf);
 }
 
+/*  Runs after every write request: the epoch is read once and the mark
+    comes from memory, so an idle flush is one indexed SELECT. */
 void
 outbox_pub_flush (outbox_pub_t *self)
 {
+    if (clock_mono_ms () >= self->lease_at) {
+        /*  The renewal is due (this thread was busy): renew first, which
+            also reads the mark, rather than publish on a lapsed lease. */
+        s_lease (self);
+        self->lease_at = clock_mono_ms () + LEASE_RENEW_MS;
+    }
     if (!self->holding)
         return;
-    const char *epoch = outbox_epoch (self->db);
+    if (!self->epoch[0])
+        snprintf (self->epoch, sizeof self->epoch, "%s", outbox_epoch (self->db));
     for (;;) {
-        uint64_t published = outbox_published (self->db);
+        uint64_t published = self->published;
         sqlite3_stmt *stmt = db_stmt (self->db, "SELECT " ROW_COLUMNS " FROM outbox"
                                                 " WHERE seq > ? ORDER BY seq LIMIT 500");
         if (!stmt)
@@ -302,7 +317,7 @@ outbox_pub_flush (outbox_pub_t *self)
         uint64_t last = published;
         int rows = 0;
         while (sqlite3_step (stmt) == SQLITE_ROW) {
-            s_publish_row (self, stmt, epoch);
+            s_publish_row (self, stmt, self->epoch);
             last = (uint64_t) sqlite3_column_int64 (stmt, 0);
             rows++;
         }
@@ -317,8 +332,12 @@ outbox_pub_flush (outbox_pub_t *self)
         sqlite3_bind_text (stmt, 2, self->holder, -1, SQLITE_STATIC);
         sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) last);
         int changes = 0;
-        if (db_step_done (self->db, stmt, &changes) || changes == 0)
+        if (db_step_done (self->db, stmt, &changes) || changes == 0) {
+            /*  Another instance holds the lease now, or moved the mark
+                while this one was away: go on from what the database says. */
+            self->published = outbox_published (self->db);
             return;
+        }
         self->published = last;
         if (rows < 500)
             return;
@@ -336,7 +355,7 @@ static void
 s_beacon (outbox_pub_t *self)
 {
     Ev__Head head = EV__HEAD__INIT;
-    head.seq = outbox_published (self->db);
+    head.seq = self->published;
     uint8_t payload[16];
     size_t payload_len = ev__head__pack (&head, payload);
     Ev__Event event = EV__EVENT__INIT;
@@ -344,7 +363,7 @@ s_beacon (outbox_pub_t *self)
     event.source = self->source;
     event.seq = head.seq;
     event.at = clock_now_ms ();
-    event.epoch = (char *) outbox_epoch (self->db);
+    event.epoch = self->epoch;
     event.payload.data = payload;
     event.payload.len = payload_len;
     uint8_t buf[256];
@@ -370,7 +389,10 @@ outbox_pub_tick (outbox_pub_t *self)
     if (now >= self->poll_at) {
         int version = s_data_version (self->db);
         if (version != self->data_version) {
+            /*  Another connection committed: perhaps another instance
+                that held the lease while this one was stuck. */
             self->data_version = version;
+            self->published = outbox_published (self->db);
             outbox_pub_flush (self);
         }
         self->poll_at = now + POLL_MS;
