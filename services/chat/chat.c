@@ -1212,18 +1212,33 @@ s_post (bus_call_t *call, const void *request, void **reply)
         if (!found)
             return bus_call_fail (call, ST_BAD_REQUEST, "reply_to", "reply_to must be a message of this chat");
     }
-    uint64_t seq;
-    char id[ULID_LEN + 1];
+    /*  The chat was read in this write transaction, so its last_seq is
+        current: the next number is taken without reading it again. */
+    uint64_t seq = chat.last_seq + 1;
+    const char *reply_to = req->_reply_to_case && req->reply_to && *req->reply_to ? req->reply_to : NULL;
+    char *id = arena_alloc (e.arena, ULID_LEN + 1);
     ulid_make (id);
-    if (chatstore_chat_next_seq (e.db, chat.id, &seq)
-        || chatstore_message_insert (e.db, id, chat.id, seq, me, text,
-                                     req->_reply_to_case ? req->reply_to : NULL, req->client_id, e.now))
+    if (chatstore_chat_take_seq (e.db, chat.id, chat.last_seq) != 1
+        || chatstore_message_insert (e.db, id, chat.id, seq, me, text, reply_to, req->client_id, e.now))
         return bus_call_db_error (call);
     /*  Your own message is read. */
     chatstore_member_read (e.db, chat.id, me, seq);
-    Chat__Message *msg = NULL;
-    if (chatstore_message_get (e.db, chat.id, id, e.arena, &msg, NULL) != 1)
+    /*  The message as a read of its row would give it. */
+    Chat__Message *msg = arena_msg (e.arena, &chat__message__descriptor);
+    msg->id = id;
+    msg->chat_id = arena_strdup (e.arena, chat.id);
+    msg->seq = seq;
+    msg->author = arena_msg (e.arena, &chat__author__descriptor);
+    msg->author->id = arena_strdup (e.arena, me);
+    if (chatstore_user_full_name (e.db, me, e.arena, &msg->author->full_name) < 0)
         return bus_call_db_error (call);
+    msg->text = text;
+    if (reply_to) {
+        msg->_reply_to_case = CHAT__MESSAGE___REPLY_TO_REPLY_TO;
+        msg->reply_to = arena_strdup (e.arena, reply_to);
+    }
+    msg->created_at = e.now;
+    msg->attachments = arena_alloc (e.arena, sizeof (Chat__Attachment *));
     s_fill_message_names (call, &msg, 1);
     if (s_message_event (&e, "chat.message.posted", &chat, msg, NULL))
         return bus_call_db_error (call);

@@ -252,18 +252,15 @@ chatstore_chat_update (db_t *db, const chat_t *c, int64_t now)
 }
 
 int
-chatstore_chat_next_seq (db_t *db, const char *chat_id, uint64_t *seq)
+chatstore_chat_take_seq (db_t *db, const char *chat_id, uint64_t last_seq)
 {
-    sqlite3_stmt *stmt = db_stmt (db, "UPDATE chats SET last_seq = last_seq + 1 WHERE id = ?"
-                                      " RETURNING last_seq");
+    sqlite3_stmt *stmt = db_stmt (db, "UPDATE chats SET last_seq = ?2 + 1 WHERE id = ?1"
+                                      " AND last_seq = ?2");
     if (!stmt)
         return -1;
     db_bind_text (stmt, 1, chat_id);
-    int rc = sqlite3_step (stmt);
-    if (rc == SQLITE_ROW)
-        *seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
-    sqlite3_reset (stmt);
-    return rc == SQLITE_ROW ? 0 : -1;
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) last_seq);
+    return s_changes (db, stmt);
 }
 
 int
@@ -696,6 +693,19 @@ chatstore_search (db_t *db, const char *user_id, const char *match, const char *
 }
 
 /* --- the roster mirror --- */
+
+int
+chatstore_user_full_name (db_t *db, const char *user_id, arena_t *arena, char **full_name)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT full_name FROM users WHERE id = ?");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, user_id);
+    int rc = sqlite3_step (stmt);
+    *full_name = arena_strdup (arena, rc == SQLITE_ROW ? db_col_text (stmt, 0) : "");
+    sqlite3_reset (stmt);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
 
 int
 chatstore_user_name (db_t *db, const char *user_id, const char *full_name)

@@ -46,8 +46,11 @@ int chatstore_chat_update (db_t *db, const chat_t *chat, int64_t now);
     ("" when not known yet): 1, or 0 when the chat is not a direct one. */
 int chatstore_direct_peer (db_t *db, const char *chat_id, const char *user_id, arena_t *arena,
                            char **peer_id, char **full_name);
-/*  Takes the next message sequence number of a chat. */
-int chatstore_chat_next_seq (db_t *db, const char *chat_id, uint64_t *seq);
+/*  Takes the chat's next message sequence number, last_seq + 1, where
+    last_seq is what the caller read in this same write transaction: 1
+    when taken, 0 when the chat's last_seq is not that (so nothing was
+    taken), -1 on error. */
+int chatstore_chat_take_seq (db_t *db, const char *chat_id, uint64_t last_seq);
 /*  Chat ids of an org (all of them), into the arena. */
 int chatstore_org_chats (db_t *db, const char *org_id, arena_t *arena, char ***ids, size_t *count);
 /*  Chat ids a user is a member of, within an org (NULL: any org). */
@@ -108,6 +111,9 @@ int chatstore_search (db_t *db, const char *user_id, const char *match, const ch
 
 /* --- the roster mirror --- */
 int chatstore_user_name (db_t *db, const char *user_id, const char *full_name);
+/*  A user's full name into the arena ("" when not known yet): 1, or 0 when
+    not known, -1 on error. */
+int chatstore_user_full_name (db_t *db, const char *user_id, arena_t *arena, char **full_name);
 int chatstore_users_missing (db_t *db, char **ids, size_t n, arena_t *arena, char ***missing,
                              size_t *count);
 int chatstore_org_put (db_t *db, const char *org_id, const char *name, const char *short_name);
