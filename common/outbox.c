@@ -292,6 +292,15 @@ s_publish_row (outbox_pub_t *self, sqlite3_stmt *stmt, const char *epoch)
         free (buf);
 }
 
+/*  The database's epoch, read once (it changes only with the file). */
+static const char *
+s_epoch (outbox_pub_t *self)
+{
+    if (!self->epoch[0])
+        snprintf (self->epoch, sizeof self->epoch, "%s", outbox_epoch (self->db));
+    return self->epoch;
+}
+
 /*  Runs after every write request: the epoch is read once and the mark
     comes from memory, so an idle flush is one indexed SELECT. */
 void
@@ -305,8 +314,7 @@ outbox_pub_flush (outbox_pub_t *self)
     }
     if (!self->holding)
         return;
-    if (!self->epoch[0])
-        snprintf (self->epoch, sizeof self->epoch, "%s", outbox_epoch (self->db));
+    s_epoch (self);
     for (;;) {
         uint64_t published = self->published;
         sqlite3_stmt *stmt = db_stmt (self->db, "SELECT " ROW_COLUMNS " FROM outbox"
@@ -363,7 +371,7 @@ s_beacon (outbox_pub_t *self)
     event.source = self->source;
     event.seq = head.seq;
     event.at = clock_now_ms ();
-    event.epoch = self->epoch;
+    event.epoch = (char *) s_epoch (self);
     event.payload.data = payload;
     event.payload.len = payload_len;
     uint8_t buf[256];
@@ -399,7 +407,8 @@ outbox_pub_tick (outbox_pub_t *self)
     }
     if (now >= self->beacon_at) {
         outbox_pub_flush (self);
-        s_beacon (self);
+        if (self->holding)      /* the flush may have found the lease gone */
+            s_beacon (self);
         self->beacon_at = now + BEACON_MS;
     }
     if (self->keep_ms && now >= self->prune_at) {
