@@ -107,6 +107,44 @@ harness_kill (harness_t *h, pid_t pid, int sig)
             h->pids[i] = -1;
 }
 
+void
+harness_print_log (harness_t *h, int i, int status)
+{
+    fprintf (stderr, "%s ended with status %d; its log:\n", h->names[i], status);
+    char path[600], line[1024];
+    snprintf (path, sizeof path, "%s/%s.%d.log", h->dir, h->names[i], i);
+    FILE *f = fopen (path, "r");
+    while (f && fgets (line, sizeof line, f))
+        fprintf (stderr, "  %s", line);
+    if (f)
+        fclose (f);
+}
+
+int
+harness_stop (harness_t *h, int i)
+{
+    pid_t pid = h->pids[i];
+    if (pid <= 0)
+        return 0;
+    kill (pid, SIGTERM);
+    int status = 0;
+    pid_t done = 0;
+    for (int64_t until = clock_mono_ms () + 10000; !done && clock_mono_ms () < until;) {
+        done = waitpid (pid, &status, WNOHANG);
+        if (!done)
+            zclock_sleep (20);
+    }
+    if (done != pid) {
+        fprintf (stderr, "%s did not stop on SIGTERM\n", h->names[i]);
+        return -1;      /* harness_fini kills it */
+    }
+    h->pids[i] = -1;
+    if (WIFEXITED (status) && WEXITSTATUS (status) == 0)
+        return 0;
+    harness_print_log (h, i, status);
+    return -1;
+}
+
 bus_client_t *
 harness_client (harness_t *h)
 {

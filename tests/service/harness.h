@@ -32,6 +32,14 @@ void harness_fini (harness_t *h);
 pid_t harness_spawn (harness_t *h, const char *binary, const char *const *args);
 /*  Sends `sig` and waits for the process to end. */
 void harness_kill (harness_t *h, pid_t pid, int sig);
+/*  Stops process `i` with SIGTERM, as an operator would, and returns 0
+    when it exited with status 0 within 10 s. Under the sanitizers that is
+    also where leaks and late errors are reported (exit status 1 or 23);
+    the process's log is printed then. */
+int harness_stop (harness_t *h, int i);
+/*  Prints process `i`'s log on stderr, with how it ended (`status` as
+    waitpid gave it). */
+void harness_print_log (harness_t *h, int i, int status);
 int harness_alive (pid_t pid);
 
 bus_client_t *harness_client (harness_t *h);

@@ -53,48 +53,6 @@ s_clock_set (fixture_t *fx, int64_t offset_ms)
 
 /* --- fixture --- */
 
-static void
-s_print_log (harness_t *h, int i, int status)
-{
-    print_error ("%s ended with status %d; its log:\n", h->names[i], status);
-    char path[600], line[1024];
-    snprintf (path, sizeof path, "%s/%s.%d.log", h->dir, h->names[i], i);
-    FILE *f = fopen (path, "r");
-    while (f && fgets (line, sizeof line, f))
-        print_error ("  %s", line);
-    if (f)
-        fclose (f);
-}
-
-/*  Stops process `i` of the harness with SIGTERM, as an operator would,
-    and returns 0 when it exited with status 0 within 10 s. Under the
-    sanitizers that is also where leaks and late errors are reported (exit
-    status 1 or 23); the process's log is printed then. */
-static int
-s_stop (harness_t *h, int i)
-{
-    pid_t pid = h->pids[i];
-    if (pid <= 0)
-        return 0;
-    kill (pid, SIGTERM);
-    int status = 0;
-    pid_t done = 0;
-    for (int64_t until = clock_mono_ms () + 10000; !done && clock_mono_ms () < until;) {
-        done = waitpid (pid, &status, WNOHANG);
-        if (!done)
-            zclock_sleep (20);
-    }
-    if (done != pid) {
-        print_error ("%s did not stop on SIGTERM\n", h->names[i]);
-        return -1;      /* harness_fini kills it */
-    }
-    h->pids[i] = -1;
-    if (WIFEXITED (status) && WEXITSTATUS (status) == 0)
-        return 0;
-    s_print_log (h, i, status);
-    return -1;
-}
-
 /*  Waits until identity has registered with the broker; 0 when it did
     within START_MS. A process that dies meanwhile ends the wait at once,
     with its log. */
@@ -108,7 +66,7 @@ s_wait_started (harness_t *h)
             int status = 0;
             if (h->pids[i] > 0 && waitpid (h->pids[i], &status, WNOHANG) == h->pids[i]) {
                 h->pids[i] = -1;
-                s_print_log (h, i, status);
+                harness_print_log (h, i, status);
                 return -1;
             }
         }
@@ -128,7 +86,7 @@ s_teardown (void **state)
     /*  Services first, then the broker (spawned first). */
     int rc = 0;
     for (int i = fx->h.n - 1; i >= 0; i--)
-        if (s_stop (&fx->h, i))
+        if (harness_stop (&fx->h, i))
             rc = -1;
     harness_fini (&fx->h);
     free (fx);
