@@ -100,5 +100,29 @@ const char *gw_req_session (gw_req_t *req);
 const Bus__Caller *gw_req_caller (gw_req_t *req);
 /*  A path parameter by name, or NULL. */
 const char *gw_req_param (gw_req_t *req, const char *name);
+/*  Memory that lives as long as the request (arena.h). */
+arena_t *gw_req_arena (gw_req_t *req);
+/*  The request message of the route's bus method, decoded from the path,
+    the query and the body; NULL for a local route that names none. */
+const ProtobufCMessage *gw_req_msg (gw_req_t *req);
+
+/*  Calls a service for a request, as a route's own call is made (gw_http.c):
+    with the request's caller, trace id and idempotency key, retried while
+    the service is unavailable when the route only reads, within
+    `timeout_ms`, and counted in the metrics by `method` (a string that
+    outlives the call). `done` runs with the reply while the request lives;
+    a request that ends first (its client went away) cancels the call, and
+    `done` never runs, so `arg` may live in the request's arena. One call
+    at a time per request. Returns 0, or -1 when the call could not be sent
+    (the request is then answered 503). */
+typedef void (gw_call_fn) (gw_req_t *req, const Bus__Reply *reply, void *arg);
+int gw_req_call (gw_req_t *req, const char *service, const char *method,
+                 const ProtobufCMessage *body, int timeout_ms, gw_call_fn *done, void *arg);
+/*  Finishes with a failed call's status and the API's error body, as a
+    route answers a service's failure (Retry-After for rate_limited). */
+void gw_reply_bus_error (gw_req_t *req, const Bus__Reply *reply);
+/*  Finishes with `msg` turned into JSON by the generic codec; NULL (a
+    service's reply that did not unpack) is answered 500 and logged. */
+void gw_reply_message (gw_req_t *req, int status, const ProtobufCMessage *msg);
 
 #endif

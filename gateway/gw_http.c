@@ -18,6 +18,7 @@
 #include "text.h"
 #include "ulid.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -73,8 +74,7 @@ struct gw_req_t {
     int waiting;                /* an async step is out */
     int in_advance;
     uint64_t bus_call;
-    void *bus_ctx;              /* the call's callback argument, ours to free if cancelled */
-    int64_t bus_start_us;
+    void *bus_ctx;              /* the call's context, ours to free if cancelled */
     /* the response */
     int status;
     char *out;
@@ -102,6 +102,8 @@ gw_t *gw_req_gw (gw_req_t *req) { return req->gw; }
 const char *gw_req_trace (gw_req_t *req) { return req->trace; }
 uint64_t gw_req_id (gw_req_t *req) { return req->id; }
 const char *gw_req_accept (gw_req_t *req) { return req->accept; }
+arena_t *gw_req_arena (gw_req_t *req) { return req->arena; }
+const ProtobufCMessage *gw_req_msg (gw_req_t *req) { return req->msg; }
 
 const char *
 gw_req_user (gw_req_t *req)
@@ -605,40 +607,99 @@ s_auth_done (gw_t *gw, uint64_t req_id, const Bus__Caller *caller, status_t stat
 typedef struct {
     gw_t *gw;
     uint64_t req_id;
+    const char *method;
+    int64_t start_us;
+    gw_call_fn *done;
+    void *arg;
 } call_ctx_t;
 
 static void
-s_on_reply (void *arg, const Bus__Reply *reply)
+s_call_reply (void *arg, const Bus__Reply *reply)
 {
-    call_ctx_t *ctx = arg;
-    gw_req_t *req = gw_req_find (ctx->gw, ctx->req_id);
-    free (ctx);
+    call_ctx_t ctx = *(call_ctx_t *) arg;
+    free (arg);
+    gw_metrics_bus (ctx.gw->metrics, ctx.method, reply->status, clock_mono_us () - ctx.start_us);
+    gw_req_t *req = gw_req_find (ctx.gw, ctx.req_id);
     if (!req)
         return;
     req->bus_call = 0;
     req->bus_ctx = NULL;
+    ctx.done (req, reply, ctx.arg);
+}
+
+int
+gw_req_call (gw_req_t *req, const char *service, const char *method,
+             const ProtobufCMessage *body, int timeout_ms, gw_call_fn *done, void *arg)
+{
+    assert (!req->bus_call);
+    call_ctx_t *ctx = malloc (sizeof *ctx);
+    if (!ctx) {
+        gw_reply_error (req, 503, "unavailable", "out of memory", NULL);
+        return -1;
+    }
+    *ctx = (call_ctx_t) {req->gw, req->id, method, clock_mono_us (), done, arg};
+    bus_call_opts_t opts = {
+        .timeout_ms = timeout_ms,
+        .flags = (req->route->flags & GW_READ) ? BUS_CALL_RETRY : 0,
+        .caller = req->caller,
+        .trace_id = req->trace,
+        .idempotency_key = req->idem[0] ? req->idem : NULL,
+    };
+    req->bus_call = bus_client_send (req->gw->bus, service, method, body, &opts, s_call_reply, ctx);
+    if (!req->bus_call) {
+        free (ctx);
+        gw_reply_error (req, 503, "unavailable", "cannot reach the bus", NULL);
+        return -1;
+    }
+    req->bus_ctx = ctx;
+    gw_bus_kick (req->gw);
+    return 0;
+}
+
+void
+gw_reply_bus_error (gw_req_t *req, const Bus__Reply *reply)
+{
     const gw_route_t *route = req->route;
-    gw_metrics_bus (req->gw->metrics, route->bus_method, reply->status,
-                    clock_mono_us () - req->bus_start_us);
+    const char *code = reply->code && *reply->code ? reply->code : status_name (reply->status);
+    if (reply->status == ST_RATE_LIMITED) {
+        char value[16];
+        snprintf (value, sizeof value, "%d", reply->retry_after > 0 ? reply->retry_after : 1);
+        gw_req_set_header (req, "retry-after", value);
+    }
+    if (reply->status == ST_INTERNAL)
+        log_error (req->trace, "service failed route=\"%s %s\" message=\"%s\"", route->method_name,
+                   route->pattern, reply->message);
+    json_t *err = json_pack ("{s:s, s:s}", "code", code, "message",
+                             reply->message && *reply->message ? reply->message
+                                                               : status_name (reply->status));
+    if (reply->field && (*reply->field || reply->status == ST_BAD_REQUEST))
+        json_object_set_new (err, "field", json_string (reply->field));
+    if (reply->reason && *reply->reason)
+        json_object_set_new (err, "reason", json_string (reply->reason));
+    gw_reply_json (req, status_http (reply->status), json_pack ("{s:o}", "error", err));
+}
+
+void
+gw_reply_message (gw_req_t *req, int status, const ProtobufCMessage *msg)
+{
+    json_t *json = msg ? codec_to_json (msg) : NULL;
+    if (!json) {
+        log_error (req->trace, "reply does not decode route=\"%s %s\"", req->route->method_name,
+                   req->route->pattern);
+        gw_reply_error (req, 500, "internal", "the service's reply could not be read", NULL);
+        return;
+    }
+    gw_reply_json (req, status, json);
+}
+
+/*  The route's own call answered. */
+static void
+s_on_reply (gw_req_t *req, const Bus__Reply *reply, void *arg)
+{
+    (void) arg;
+    const gw_route_t *route = req->route;
     if (reply->status != ST_OK) {
-        int http = status_http (reply->status);
-        const char *code = reply->code && *reply->code ? reply->code : status_name (reply->status);
-        if (reply->status == ST_RATE_LIMITED) {
-            char value[16];
-            snprintf (value, sizeof value, "%d", reply->retry_after > 0 ? reply->retry_after : 1);
-            gw_req_set_header (req, "retry-after", value);
-        }
-        if (reply->status == ST_INTERNAL)
-            log_error (req->trace, "service failed route=\"%s %s\" message=\"%s\"",
-                       route->method_name, route->pattern, reply->message);
-        json_t *err = json_pack ("{s:s, s:s}", "code", code, "message",
-                                 reply->message && *reply->message ? reply->message
-                                                                   : status_name (reply->status));
-        if (reply->field && (*reply->field || reply->status == ST_BAD_REQUEST))
-            json_object_set_new (err, "field", json_string (reply->field));
-        if (reply->reason && *reply->reason)
-            json_object_set_new (err, "reason", json_string (reply->reason));
-        gw_reply_json (req, http, json_pack ("{s:o}", "error", err));
+        gw_reply_bus_error (req, reply);
         return;
     }
     ProtobufCMessage *out = protobuf_c_message_unpack (
@@ -649,52 +710,22 @@ s_on_reply (void *arg, const Bus__Reply *reply)
         gw_reply_text (req, 204, "application/json", NULL, 0);
         return;
     }
-    json_t *json = out ? codec_to_json (out) : NULL;
-    if (!json) {
-        log_error (req->trace, "reply does not decode route=\"%s %s\"", route->method_name,
-                   route->pattern);
-        gw_reply_error (req, 500, "internal", "the service's reply could not be read", NULL);
-        return;
-    }
     /*  Get-or-create endpoints say which it was. */
     int status = route->success ? route->success : 200;
     if (status == 200 && reply->reason && strcmp (reply->reason, "created") == 0)
         status = 201;
-    gw_reply_json (req, status, json);
+    gw_reply_message (req, status, out);
 }
 
 static void
 s_call (gw_req_t *req)
 {
     const gw_route_t *route = req->route;
-    if (route->local) {
+    if (route->local)
         route->local (req);
-        return;
-    }
-    call_ctx_t *ctx = malloc (sizeof *ctx);
-    if (!ctx) {
-        gw_reply_error (req, 503, "unavailable", "out of memory", NULL);
-        return;
-    }
-    ctx->gw = req->gw;
-    ctx->req_id = req->id;
-    bus_call_opts_t opts = {
-        .timeout_ms = req->gw->call_timeout_ms,
-        .flags = (route->flags & GW_READ) ? BUS_CALL_RETRY : 0,
-        .caller = req->caller,
-        .trace_id = req->trace,
-        .idempotency_key = req->idem[0] ? req->idem : NULL,
-    };
-    req->bus_start_us = clock_mono_us ();
-    req->bus_call = bus_client_send (req->gw->bus, route->service, route->bus_method, req->msg,
-                                     &opts, s_on_reply, ctx);
-    req->bus_ctx = ctx;
-    if (!req->bus_call) {
-        free (ctx);
-        gw_reply_error (req, 503, "unavailable", "cannot reach the bus", NULL);
-        return;
-    }
-    gw_bus_kick (req->gw);
+    else
+        gw_req_call (req, route->service, route->bus_method, req->msg, req->gw->call_timeout_ms,
+                     s_on_reply, NULL);
 }
 
 /* --- the pipeline --- */
@@ -749,7 +780,7 @@ s_advance (gw_req_t *req)
                              s_auth_done);
             break;
         case STAGE_DECODE:
-            if (!req->route->local && s_decode (req))
+            if (req->route->desc && s_decode (req))
                 break;
             req->limits_at = req->route->limits;
             req->stage = STAGE_LIMITS;

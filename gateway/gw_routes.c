@@ -208,7 +208,7 @@ gw_routes_init (const gw_rl_classes_t *classes)
         r->method = gw_method_parse (r->method_name);
         if (s_check_limits (r, classes))
             rc = -1;
-        if (r->local)
+        if (r->local && !r->bus_method)
             continue;
         r->desc = catalog_method (r->bus_method);
         if (!r->desc) {
