@@ -2,6 +2,7 @@
 #include "gw_routes.h"
 #include "catalog.h"
 #include "gw_auth.h"
+#include "gw_me.h"
 #include "gw_ops.h"
 #include "gw_presence.h"
 #include "gw_ws.h"
@@ -81,7 +82,8 @@ gw_route_t gw_routes[] = {
      "login_phone:phone,login_ip:ip"},
     {"POST", "/v1/auth/logout", "identity", "identity.logout", 0, 204, NULL, NULL,
      s_drop_own_session},
-    {"GET", "/v1/me", "org", "org.me", GW_READ, 200},
+    /*  Composed by the gateway: identity.me, then org.me (gw_me.c). */
+    {"GET", "/v1/me", "identity", "identity.me", GW_READ, 200, NULL, gw_me_http},
     {"PATCH", "/v1/me", "identity", "identity.me_update", 0, 200, "me_user:user"},
     {"GET", "/v1/me/sessions", "identity", "identity.sessions", GW_READ, 200},
     {"DELETE", "/v1/me/sessions/{session_id}", "identity", "identity.session_revoke", 0, 204,

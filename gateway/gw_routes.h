@@ -3,7 +3,10 @@
     service and bus method that serve it, who may call it and which rate
     limits apply; path parameters ({org_id}) and query parameters fill
     fields of the method's request message by name. Rows with a `local`
-    handler are answered by the gateway itself (health, metrics). */
+    handler are answered by the gateway itself (health, metrics); one that
+    also names a bus method has its request decoded into that method's
+    message like any other row, for the handler to send on (GET /v1/me,
+    which the gateway composes from two services, gw_me.c). */
 #ifndef PARTA_GW_ROUTES_H
 #define PARTA_GW_ROUTES_H
 

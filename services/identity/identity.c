@@ -463,8 +463,9 @@ s_authenticate (bus_call_t *call, const void *request, void **reply)
 /* --- the account --- */
 
 /*  The account and its roles per org. Names, units and linked students
-    are org's to add (GET /v1/me is served by org.me, which calls this):
-    identity never calls another service, so nothing can wait in a circle. */
+    are org's to add: the gateway puts GET /v1/me together from this and
+    org.me. Identity never calls another service, so nothing can wait in a
+    circle. */
 static status_t
 s_me (bus_call_t *call, const void *request, void **reply)
 {
