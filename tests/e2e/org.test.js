@@ -11,7 +11,7 @@
 const { describe, it, before, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const {
-    stackForSuite, limits, assertError, expectStatus, signUp, newPhone, waitFor,
+    stackForSuite, limits, assertError, expectStatus, signUp, newPhone, waitFor, sleep,
 } = require('./lib/stack');
 
 // A ULID nobody has.
@@ -843,5 +843,97 @@ describe('applications from one address (the default limit: 5 an hour)', { timeo
         const op = await operator(stack);
         const list = expectStatus(await stack.get('/v1/org-applications?limit=200', { token: op.token }), 200);
         assert.deepEqual(list.items.map((a) => a.org_name).sort(), names.sort(), 'the five, not the sixth');
+    });
+});
+
+// GET /v1/me is put together by the gateway: identity's account and roles,
+// then org's names, units and children for those organisations.
+describe('GET /v1/me: what identity and org know of the caller, together', { timeout: 300000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    let w;
+    before(async () => {
+        const s = suiteStack();
+        const a = await newOrg(s, { orgName: 'Рязанский железнодорожный колледж', shortName: 'РЖК' });
+        const b = await newOrg(s, { orgName: 'Скопинский медицинский колледж', shortName: 'СМК' });
+        const ga = await newUnit(s, a, { kind: 'group', name: 'ПС-21', code: 'ПС-21', year: 2 });
+        const gb = await newUnit(s, b, { kind: 'group', name: 'ФМ-11', code: 'ФМ-11', year: 1 });
+        const child = await member(s, a, 'student', 'Кирилл Сыноводов');
+        await move(s, a, { kind: 'enroll', user_id: child.user.id, unit_id: ga.id, order_number: '7-у' });
+        // A mother of a student of one college studies at the other.
+        const mother = await member(s, a, 'parent', 'Вера Сыноводова');
+        expectStatus(await s.post(`/v1/orgs/${a.id}/guardians`, { parent_id: mother.user.id, student_id: child.user.id },
+            { token: a.admin.token }), 201);
+        expectStatus(await s.post(`/v1/orgs/${b.id}/members/${mother.user.id}/roles`, { role: 'student' },
+            { token: b.admin.token }), 200);
+        await move(s, b, { kind: 'enroll', user_id: mother.user.id, unit_id: gb.id, order_number: '8-у' });
+        const nobody = await signUp(s, { fullName: 'Никто Нигдеев' });
+        w = { a, b, ga, gb, child, mother, nobody };
+    });
+    beforeEach(() => { stack = suiteStack(); });
+
+    const byOrg = (list) => [...list].sort((x, y) => (x.org_id < y.org_id ? -1 : x.org_id > y.org_id ? 1 : 0));
+
+    it('each organisation by name with the caller\'s units (id, name, kind) and, for a parent, the children by name', async () => {
+        const body = await me(stack, w.mother);
+        assert.deepEqual(body, {
+            user: { id: w.mother.user.id, phone: w.mother.phone, full_name: 'Вера Сыноводова' },
+            memberships: byOrg([
+                { org_id: w.a.id, org_name: w.a.name, roles: ['parent'], verified: false, units: [],
+                    students: [{ id: w.child.user.id, full_name: 'Кирилл Сыноводов' }] },
+                { org_id: w.b.id, org_name: w.b.name, roles: ['student'], verified: false,
+                    units: [{ id: w.gb.id, name: 'ФМ-11', kind: 'group' }], students: [] },
+            ]),
+            operator: false,
+        });
+        assert.deepEqual((await me(stack, w.child)).memberships, [
+            { org_id: w.a.id, org_name: w.a.name, roles: ['student'], verified: false,
+                units: [{ id: w.ga.id, name: 'ПС-21', kind: 'group' }], students: [] },
+        ]);
+        assert.deepEqual((await me(stack, w.nobody)).memberships, []);
+    });
+
+    it('with org down: 503 unavailable for a member, the account for someone in no organisation, counted like any route; all as before once org is back', async () => {
+        const scrape = async () => {
+            const res = await stack.get('/metrics');
+            assert.equal(res.status, 200, res.text);
+            return res.text.split('\n');
+        };
+        // A counter of `name` by its first label and its status (0 if absent).
+        const counter = (lines, name, label, code) => {
+            const line = lines.find((l) => l.startsWith(`${name}{`) && l.includes(`"${label}"`) && l.includes(`="${code}"}`));
+            return line ? Number(line.split(' ').pop()) : 0;
+        };
+        const motherBefore = await me(stack, w.mother);
+        const nobodyBefore = await me(stack, w.nobody);
+        const before = await scrape();
+
+        await stack.stopService('org');
+        assertError(await stack.get('/v1/me', { token: w.mother.token }), 503, 'unavailable', undefined, 'a member with org down');
+        assert.deepEqual(await me(stack, w.nobody), nobodyBefore, 'an account in no organisation needs nothing of org');
+        const down = await scrape();
+        assert.equal(counter(down, 'parta_http_requests_total', 'GET /v1/me', 503) - counter(before, 'parta_http_requests_total', 'GET /v1/me', 503), 1);
+        assert.equal(counter(down, 'parta_bus_calls_total', 'org.me', 11) - counter(before, 'parta_bus_calls_total', 'org.me', 11), 1,
+            'org.me failed once, unavailable');
+        assert.equal(counter(down, 'parta_bus_calls_total', 'identity.me', 0) - counter(before, 'parta_bus_calls_total', 'identity.me', 0), 2,
+            'identity.me answered both');
+
+        await stack.startService('org');
+        assert.deepEqual(await me(stack, w.mother), motherBefore);
+        const after = await scrape();
+        assert.equal(counter(after, 'parta_bus_calls_total', 'org.me', 0) - counter(down, 'parta_bus_calls_total', 'org.me', 0), 1);
+        assert.equal(counter(after, 'parta_http_requests_total', 'GET /v1/me', 200) - counter(down, 'parta_http_requests_total', 'GET /v1/me', 200), 1);
+    });
+
+    // Last: it stops the gateway. The request is freed with its connection
+    // and its call to org cancelled (in the sanitized build, the stack's
+    // stop fails on anything the gateway leaked or touched after freeing).
+    it('the gateway stopping while GET /v1/me waits for org: the connection ends and the gateway exits in time', async () => {
+        await stack.stopService('org');
+        const pending = stack.raw('GET', '/v1/me', { headers: { Authorization: `Bearer ${w.mother.token}` } });
+        await sleep(300);
+        await stack.stopService('gateway');
+        const res = await pending;
+        assert.ok(res.error, `no answer, the connection closed: ${JSON.stringify(res)}`);
     });
 });
