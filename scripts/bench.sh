@@ -3,7 +3,9 @@
 # ($BUILD/bench/bus_bench: broker round trips next to a direct ZeroMQ echo,
 # worker credit, a fixed rate), then the identity routes through the gateway
 # with wrk against the whole stack as scripts/run.sh starts it (CURVE on):
-# GET /v1/me with the caller cached and uncached, and password sign-ins; then
+# GET /v1/me with the caller cached and uncached, of a user in no
+# organisation (identity alone answers) and of an organisation's admin (the
+# gateway asks identity, then org), and password sign-ins; then
 # chats and realtime ($BUILD/bench/chat_bench against such a stack: 30 groups
 # of 30 students on WebSockets posting at fixed rates, the gateway's memory
 # per idle WebSocket, and a bare Redis PUBLISH/SUBSCRIBE doing the same
@@ -35,7 +37,11 @@ wrk_threads=${BENCH_WRK_THREADS:-2}
 chat_seconds=${BENCH_CHAT_SECONDS:-15}
 only=${BENCH_ONLY:-}
 phone=+79995550101
+member_phone=+79995550102
 password="bench-password-1"
+# The platform operator scripts/run.sh configures (the first one).
+operator_phone=${PARTA_OPERATORS:-+79990000000}
+operator_phone=${operator_phone%%,*}
 
 work=$(mktemp -d /tmp/parta-bench.XXXXXX) || exit 1
 : > "$work/dirs"
@@ -195,15 +201,17 @@ stop_stack() {
     forget_group "$stack_pid"
 }
 
-# post PATH JSON: prints the body, then the status on the last line.
+# post PATH JSON [TOKEN]: prints the body, then the status on the last line.
 post() {
-    curl -s --max-time 10 -X POST "$url$1" -H 'Content-Type: application/json' -d "$2" \
-        -w '\n%{http_code}'
+    local auth=()
+    [ -n "${3:-}" ] && auth=(-H "Authorization: Bearer $3")
+    curl -s --max-time 10 -X POST "$url$1" -H 'Content-Type: application/json' "${auth[@]}" \
+        -d "$2" -w '\n%{http_code}'
 }
 
-# Signs up $phone with $password; sets $token.
-create_user() {
-    local out code
+# sign_up PHONE FULL_NAME: signs PHONE up with $password; sets $token.
+sign_up() {
+    local phone=$1 name=$2 out code
     out=$(post /v1/auth/otp "{\"phone\": \"$phone\"}")
     if [ "${out##*$'\n'}" != 202 ]; then
         say "POST /v1/auth/otp answered: $out"
@@ -214,12 +222,39 @@ create_user() {
         say "no code in $data/sms.outbox"
         return 1
     fi
-    out=$(post /v1/auth/register "{\"phone\": \"$phone\", \"code\": \"$code\", \"full_name\": \"Bench User\", \"password\": \"$password\"}")
+    out=$(post /v1/auth/register "{\"phone\": \"$phone\", \"code\": \"$code\", \"full_name\": \"$name\", \"password\": \"$password\"}")
     token=$(printf '%s' "$out" | grep -o '"token":"[^"]*"' | cut -d'"' -f4)
     if [ "${out##*$'\n'}" != 201 ] || [ -z "$token" ]; then
         say "POST /v1/auth/register answered: $out"
         return 1
     fi
+}
+
+# The user in no organisation; sets $token.
+create_user() {
+    sign_up "$phone" "Bench User"
+}
+
+# The admin of one organisation: the platform operator signs up and approves
+# an application that names $member_phone as the admin, who then signs up
+# (and so holds the admin role there). Sets $member_token.
+create_member() {
+    local out id
+    sign_up "$operator_phone" "Platform Operator" || return 1
+    local operator_token=$token
+    out=$(post /v1/org-applications "{\"org_name\": \"Bench College\", \"admin\": {\"full_name\": \"Bench Admin\", \"phone\": \"$member_phone\", \"email\": \"admin@bench.example\"}, \"order_number\": \"1\", \"order_date\": \"2026-01-01\"}")
+    id=$(printf '%s' "$out" | grep -o '"id":"[^"]*"' | cut -d'"' -f4)
+    if [ "${out##*$'\n'}" != 201 ] || [ -z "$id" ]; then
+        say "POST /v1/org-applications answered: $out"
+        return 1
+    fi
+    out=$(post "/v1/org-applications/$id/approve" "{}" "$operator_token")
+    if [ "${out##*$'\n'}" != 200 ]; then
+        say "POST /v1/org-applications/$id/approve answered: $out"
+        return 1
+    fi
+    sign_up "$member_phone" "Bench Admin" || return 1
+    member_token=$token
 }
 
 # The summary every wrk script prints at its end, in one parsable line.
@@ -263,7 +298,7 @@ run_wrk() {
     done
     bad=$(printf '%s\n' "$@" | grep -E '^(non2xx|connect_errors|read_errors|write_errors|timeouts)=' |
         grep -v '=0$' | tr '\n' ' ')
-    summary+=("$(printf '  %-44s %8s req/s  p50 %7s ms  p90 %7s ms  p99 %7s ms  max %7s ms%s' \
+    summary+=("$(printf '  %-56s %8s req/s  p50 %7s ms  p90 %7s ms  p99 %7s ms  max %7s ms%s' \
         "$title" "$rps" "$p50" "$p90" "$p99" "$max" "${bad:+  ERRORS: $bad}")")
     [ -z "$bad" ]
 }
@@ -282,7 +317,9 @@ run_identity() {
     say "== identity through the gateway =="
     say "workload: the whole stack from scripts/run.sh (Redis, broker, one process per service,"
     say "  gateway; CURVE on, bus on tcp://127.0.0.1), on this machine with wrk: $wrk_threads threads,"
-    say "  $wrk_connections connections, ${wrk_seconds} s per row, keep-alive. One user with a password."
+    say "  $wrk_connections connections, ${wrk_seconds} s per row, keep-alive. Two users with a password:"
+    say "  one in no organisation (\"no org\": identity alone answers GET /v1/me) and the admin of one"
+    say "  (\"one org\": the gateway asks identity, then org)."
     say "  Rate limits raised: $rate_limits"
     say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -293,21 +330,31 @@ wrk.method = "GET"
 wrk.headers["Authorization"] = "Bearer $token"
 $wrk_done
 EOF
+    create_member || return 1
+    cat >"$work/member-me.lua" <<EOF
+wrk.method = "GET"
+wrk.headers["Authorization"] = "Bearer $member_token"
+$wrk_done
+EOF
     cat >"$work/login.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"phone": "$phone", "password": "$password"}'
 $wrk_done
 EOF
-    run_wrk "GET /v1/me, caller cached (auth_cache_ms=30000)" "$work/me.lua" /v1/me || rc=1
+    run_wrk "GET /v1/me, no org, caller cached (auth_cache_ms=30000)" "$work/me.lua" /v1/me || rc=1
+    run_wrk "GET /v1/me, one org, caller cached (auth_cache_ms=30000)" "$work/member-me.lua" /v1/me ||
+        rc=1
     # Sign-ins are argon2id-bound (seconds of queue at 50 connections).
     run_wrk "POST /v1/auth/login with the password" "$work/login.lua" /v1/auth/login 10s || rc=1
     stop_stack
 
-    # The same data (user and token) again, with the caller resolved by the
+    # The same data (users and tokens) again, with the caller resolved by the
     # identity service on every request.
     start_stack uncached 0 || return 1
-    run_wrk "GET /v1/me, caller not cached (auth_cache_ms=0)" "$work/me.lua" /v1/me || rc=1
+    run_wrk "GET /v1/me, no org, caller not cached (auth_cache_ms=0)" "$work/me.lua" /v1/me || rc=1
+    run_wrk "GET /v1/me, one org, caller not cached (auth_cache_ms=0)" "$work/member-me.lua" /v1/me ||
+        rc=1
     stop_stack
 
     say ""
