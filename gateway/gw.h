@@ -111,7 +111,7 @@ const ProtobufCMessage *gw_req_msg (gw_req_t *req);
     the service is unavailable when the route only reads, within
     `timeout_ms`, and counted in the metrics by `method` (a string that
     outlives the call). `done` runs with the reply while the request lives;
-    a request that ends first (its client went away) cancels the call, and
+    a request freed first (its connection closed) cancels the call, and
     `done` never runs, so `arg` may live in the request's arena. One call
     at a time per request. Returns 0, or -1 when the call could not be sent
     (the request is then answered 503). */

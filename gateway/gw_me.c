@@ -1,12 +1,12 @@
 /*  gw_me: see gw_me.h. Both calls carry the request's caller and share one
     deadline, the gateway's call timeout from the start; a failure of
     either is answered as a route answers its service's failure. What the
-    request needs between the calls lives in its arena: a client that goes
-    away cancels the call in flight (gw_req_call) and frees the rest. */
+    request needs between the calls lives in its arena: a request freed
+    while a call is out cancels that call (gw_req_call), and nothing else
+    is left. */
 #include "gw_me.h"
 #include "clock.h"
 #include "identity.pb-c.h"
-#include "log.h"
 #include "org.pb-c.h"
 
 #include <string.h>
