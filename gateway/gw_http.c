@@ -72,6 +72,7 @@ struct gw_req_t {
     int stage;
     const char *limits_at;      /* position in route->limits */
     int waiting;                /* an async step is out */
+    int rx_paused;              /* input unwatched until the answer (s_pause_input) */
     int in_advance;
     uint64_t bus_call;
     void *bus_ctx;              /* the call's context, ours to free if cancelled */
@@ -173,8 +174,13 @@ gw_reply_text (gw_req_t *req, int status, const char *content_type, char *body, 
     req->out = body;
     req->out_len = body ? len : 0;
     snprintf (req->out_type, sizeof req->out_type, "%s", content_type);
-    if (req->wsi)
+    if (req->wsi) {
+        if (req->rx_paused) {
+            req->rx_paused = 0;
+            lws_rx_flow_control (req->wsi, 1);
+        }
         lws_callback_on_writable (req->wsi);
+    }
 }
 
 void
@@ -878,6 +884,23 @@ s_write (struct lws *wsi, pss_t *pss)
     return lws_http_transaction_completed (wsi) ? -1 : 0;
 }
 
+/*  While an answer is pending, lws reads nothing more from an HTTP/1
+    connection but keeps it in the loop's read set: a client that closes
+    (or pipelines its next request) while its request waits for a service
+    would wake the loop over and over for input that stays unread. So
+    input is not watched until the answer is ready. lws handles no
+    writability of a connection whose input is paused, so gw_reply_text
+    resumes it before asking to write; lws then reads the close (or the
+    next request) once the answer is out. */
+static void
+s_pause_input (gw_req_t *req)
+{
+    if (req->wsi && !req->responded && !req->rx_paused) {
+        req->rx_paused = 1;
+        lws_rx_flow_control (req->wsi, 0);
+    }
+}
+
 /* --- the lws protocol --- */
 
 int
@@ -938,6 +961,7 @@ gw_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
             return 0;   /* the body follows */
         }
         s_advance (req);
+        s_pause_input (req);
         return 0;
     }
     case LWS_CALLBACK_HTTP_BODY: {
@@ -972,8 +996,10 @@ gw_http_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
         gw_req_t *req = pss->req;
         if (req && req->discarding && !req->responded)
             gw_reply_error (req, 413, "payload_too_large", "the body is larger than 1 MiB", NULL);
-        else if (req && !req->responded)
+        else if (req && !req->responded) {
             s_advance (req);
+            s_pause_input (req);
+        }
         return 0;
     }
     case LWS_CALLBACK_HTTP_WRITEABLE:

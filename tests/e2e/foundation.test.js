@@ -7,6 +7,7 @@
 
 const { describe, it, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const {
     startStack, stackForSuite, limits, assertError, requestCode, newPhone, waitFor, alive,
 } = require('./lib/stack');
@@ -250,6 +251,31 @@ describe('a service that is down', { timeout: 180000 }, () => {
         }, { timeoutMs: 15000, intervalMs: 200 });
         assert.ok(ready, '/readyz turns 503 when identity has no worker');
         assert.equal(ready.json.checks.services.identity, 0, ready.text);
+    });
+
+    it('a client that gives up while its request waits for a hung service costs the gateway no CPU', async () => {
+        // CPU time of a process so far, in clock ticks (Linux /proc).
+        const cpu = (pid) => {
+            const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+            return Number(fields[11]) + Number(fields[12]);     // utime + stime
+        };
+        const gateway = stack.pidOf('gateway');
+        const hung = stack.kill('invite', 'SIGSTOP');
+        try {
+            const token = 'A'.repeat(43);
+            const gaveUp = await fetch(`${stack.url}/v1/invitations/${token}`, { signal: AbortSignal.timeout(200) })
+                .then(() => 'answered', (e) => e.name);
+            assert.equal(gaveUp, 'TimeoutError', 'the request was still waiting when the client left');
+            // The call is out for up to PARTA_CALL_TIMEOUT_MS (1.5 s) more:
+            // the gateway must wait for it, not poll the closed connection.
+            const before = cpu(gateway);
+            await new Promise((r) => setTimeout(r, 1000));
+            const used = cpu(gateway) - before;
+            assert.ok(used < 30, `gateway CPU over 1 s after the client left: ${used} ticks (a busy loop takes ~100)`);
+        } finally {
+            process.kill(hung, 'SIGCONT');
+        }
+        assert.equal((await stack.get('/healthz')).status, 200);
     });
 
     it('never answers a 500 while it is down: random bodies get a 4xx or exactly 503', async () => {
