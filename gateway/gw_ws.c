@@ -12,8 +12,9 @@
       member ids, a member event's recipients, a read marker's or a
       session's user); each one found among the users here gets the frame
       on every socket. A frame is built once and shared by reference.
-    - Each socket has a bounded queue of frames waiting to be written, one
-      frame per writable callback. When a frame would overflow it, the
+    - Each socket has a bounded queue of frames waiting to be written,
+      several frames per writable callback while the kernel takes them
+      whole (see s_writable). When a frame would overflow it, the
       queue is dropped and the socket owes one "resync" frame instead,
       listing the last message seq written to it per chat: a slow client
       costs bounded memory and learns what to fetch again. Presence frames
@@ -67,6 +68,7 @@
 #define MY_CHATS_PAGES 5
 #define REVOKED_KEEP 256                /* recently revoked sessions remembered */
 #define REVOKED_KEEP_MS 60000
+#define WRITES_PER_CALLBACK 32          /* frames written per writable callback at most */
 
 enum { WS_AUTH_WAIT = 0, WS_AUTHING, WS_READY };
 
@@ -147,6 +149,7 @@ struct ws_conn_t {
     qitem_t *head, *tail;
     size_t queued, queued_bytes;
     int resync;                 /* a resync frame is owed */
+    int write_asked;            /* a writable callback is requested and not yet made */
     int close_code;             /* closing once the queue is written */
     char close_reason[100];
     /* incoming */
@@ -622,11 +625,18 @@ s_user_detach (ws_conn_t *c)
 
 /* --- the outgoing queue --- */
 
+/*  Asks lws for a writable callback, once: lws keeps the socket's POLLOUT
+    on until it makes our callback (its own writes, a pong or the rest of
+    a partial send, leave it on), so a request stands until s_writable
+    runs, and asking again for every frame queued meanwhile would only
+    cost a call into lws each. */
 static void
 s_want_write (ws_conn_t *c)
 {
-    if (c->wsi && !s_ws.gw->stopping)
+    if (c->wsi && !c->write_asked && !s_ws.gw->stopping) {
+        c->write_asked = 1;
         lws_callback_on_writable (c->wsi);
+    }
 }
 
 static void
@@ -754,10 +764,11 @@ s_resync_frame (ws_conn_t *c)
     return s_frame_new (json_pack ("{s:s, s:o}", "type", "resync", "chats", chats));
 }
 
-/*  One frame per writable callback, an owed ping first; the close comes
-    after the last one. */
+/*  Writes the next thing owed: an owed ping first, then a resync or the
+    queued frames. 1 when something was written, 0 when nothing is owed
+    (the close, if one is due, is the caller's), -1 when the write failed. */
 static int
-s_writable (ws_conn_t *c)
+s_write_next (ws_conn_t *c)
 {
     frame_t *f = NULL;
     if (c->ping_owed) {
@@ -766,12 +777,13 @@ s_writable (ws_conn_t *c)
         c->ping_owed = 0;
         unsigned char ping[LWS_PRE + 4] = {0};
         memcpy (ping + LWS_PRE, "ping", 4);
-        if (lws_write (c->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
-            return -1;
+        return lws_write (c->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0 ? -1 : 1;
     }
-    else if (c->resync) {
+    if (c->resync) {
         c->resync = 0;
         f = s_resync_frame (c);
+        if (!f)
+            return 0;
     }
     else if (c->head) {
         qitem_t *q = c->head;
@@ -783,26 +795,51 @@ s_writable (ws_conn_t *c)
         f = q->frame;
         free (q);
     }
-    else if (c->close_code && !c->discarding) {
+    else
+        return 0;
+    if (lws_write (c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT) < 0) {
+        s_frame_unref (&f);
+        return -1;
+    }
+    c->frames_out++;
+    if (f->seq) {
+        chat_state_t *st = s_chat_state (c, f->chat_id, 1);
+        if (st && f->seq > st->last_seq)
+            st->last_seq = f->seq;
+    }
+    s_frame_unref (&f);
+    return 1;
+}
+
+/*  Up to WRITES_PER_CALLBACK frames per writable callback, in order; the
+    close comes in a callback of its own after the last one. A write may
+    follow a write that went out whole (the kernel took it, and lws keeps
+    nothing of it); one the kernel took only part of is kept by lws, which
+    sends the rest in the socket's next writable turns before it calls us
+    again, so that is where we stop: nothing is written behind a partial
+    send, and lws holds at most one frame beyond the queue. Several
+    frames per callback save a poll cycle (the POLLOUT interest set and
+    cleared, a wake-up, a callback) per frame when a socket has a backlog. */
+static int
+s_writable (ws_conn_t *c)
+{
+    c->write_asked = 0;
+    int written = 0;
+    while (written < WRITES_PER_CALLBACK && !(written && lws_partial_buffered (c->wsi))) {
+        int rc = s_write_next (c);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            break;
+        written++;
+    }
+    if (!written && !c->resync && !c->head && c->close_code && !c->discarding) {
         lws_close_reason (c->wsi, (enum lws_close_status) c->close_code,
                           (unsigned char *) c->close_reason, strlen (c->close_reason));
         return -1;
     }
-    if (f) {
-        if (lws_write (c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT) < 0) {
-            s_frame_unref (&f);
-            return -1;
-        }
-        c->frames_out++;
-        if (f->seq) {
-            chat_state_t *st = s_chat_state (c, f->chat_id, 1);
-            if (st && f->seq > st->last_seq)
-                st->last_seq = f->seq;
-        }
-        s_frame_unref (&f);
-    }
-    if (c->resync || c->head || (c->close_code && !c->discarding))
-        lws_callback_on_writable (c->wsi);
+    if (c->ping_owed || c->resync || c->head || (c->close_code && !c->discarding))
+        s_want_write (c);
     return 0;
 }
 
