@@ -160,6 +160,8 @@ struct ws_conn_t {
     double budget;
     int64_t budget_at, limited_said_at;
     zhashx_t *chats;            /* chat id -> chat_state_t, created on use */
+    chat_state_t *last_state;   /* of the chat last asked for (s_chat_state) */
+    char last_chat[MAX_ID + 1];
     call_slot_t calls[MAX_CALLS];
     ws_due_t auth_due;          /* signed in by then, or closed */
     ws_due_t check_due;         /* the token is checked again then */
@@ -364,36 +366,39 @@ s_user (const char *user_id)
 }
 
 /*  Records that `user` is in the chat. A chat the user was seen leaving
-    comes back only when `revive` (they were added again). */
-static void
+    comes back only when `revive` (they were added again). Returns what
+    s_chat_open_to would say after it, from the same lookup: an event
+    goes through here for each of its recipients. */
+static int
 s_chat_join (ws_user_t *user, const char *chat_id, int revive)
 {
     if (!s_id_ok (chat_id))
-        return;
+        return 1;
     chat_ref_t *ref = zhashx_lookup (user->chats, chat_id);
     if (ref && (ref->member || !revive))
-        return;
+        return ref->member;
     if (!ref) {
         if (zhashx_size (user->chats) >= MAX_CHATS)
-            return;
+            return 1;
         ref = calloc (1, sizeof *ref);
         if (!ref || zhashx_insert (user->chats, chat_id, ref)) {
             free (ref);
-            return;
+            return 1;
         }
     }
     zlistx_t *list = zhashx_lookup (s_ws.index, chat_id);
     if (!list) {
         list = zlistx_new ();
         if (!list)
-            return;
+            return 1;
         if (zhashx_insert (s_ws.index, chat_id, list)) {
             zlistx_destroy (&list);
-            return;
+            return 1;
         }
     }
     ref->handle = zlistx_add_end (list, user);
     ref->member = ref->handle != NULL;
+    return 1;
 }
 
 static void
@@ -726,9 +731,14 @@ s_close (ws_conn_t *c, int code, const char *reason)
     s_want_write (c);
 }
 
+/*  The socket's state of one chat. Every message frame written asks for
+    the state of its chat, mostly the chat of the frame before: that one
+    is remembered (and forgotten when it leaves the table). */
 static chat_state_t *
 s_chat_state (ws_conn_t *c, const char *chat_id, int create)
 {
+    if (c->last_state && strcmp (c->last_chat, chat_id) == 0)
+        return c->last_state;
     if (!c->chats) {
         if (!create)
             return NULL;
@@ -738,14 +748,27 @@ s_chat_state (ws_conn_t *c, const char *chat_id, int create)
         zhashx_set_destructor (c->chats, s_free_item);
     }
     chat_state_t *st = zhashx_lookup (c->chats, chat_id);
-    if (st || !create || zhashx_size (c->chats) >= MAX_CHATS)
-        return st;
-    st = calloc (1, sizeof *st);
-    if (st && zhashx_insert (c->chats, chat_id, st)) {
-        free (st);
-        st = NULL;
+    if (!st && create && zhashx_size (c->chats) < MAX_CHATS) {
+        st = calloc (1, sizeof *st);
+        if (st && zhashx_insert (c->chats, chat_id, st)) {
+            free (st);
+            st = NULL;
+        }
+    }
+    if (st && strlen (chat_id) < sizeof c->last_chat) {
+        memcpy (c->last_chat, chat_id, strlen (chat_id) + 1);
+        c->last_state = st;
     }
     return st;
+}
+
+static void
+s_chat_state_forget (ws_conn_t *c, const char *chat_id)
+{
+    if (c->last_state && strcmp (c->last_chat, chat_id) == 0)
+        c->last_state = NULL;
+    if (c->chats)
+        zhashx_delete (c->chats, chat_id);
 }
 
 /*  {"type": "resync", "chats": [{"chat_id", "last_seq"}]}: the last
@@ -1237,8 +1260,7 @@ s_typing_done (void *arg, const Bus__Reply *reply)
             || reply->status == ST_FORBIDDEN) {
             /*  Not kept: a client naming chats it is not in must not fill
                 the socket's table. */
-            if (c->chats)
-                zhashx_delete (c->chats, chat_id);
+            s_chat_state_forget (c, chat_id);
             s_error (c, "forbidden", "you are not a member of this chat", chat_id);
         }
         else if (reply->status == ST_BAD_REQUEST)
@@ -1596,9 +1618,8 @@ s_on_message (const Ev__Event *event, const char *push_type)
         if (!user || user->stamp == stamp)
             continue;
         user->stamp = stamp;
-        if (!s_chat_open_to (user, chat_id))
+        if (!s_chat_join (user, chat_id, 0))
             continue;
-        s_chat_join (user, chat_id, 0);
         if (!f) {
             f = s_frame_new (json_pack ("{s:s, s:o}", "type", push_type, "message",
                                         codec_to_json (&m->message->base)));
@@ -1648,9 +1669,8 @@ s_on_chat (const Ev__Event *event, const char *push_type)
             if (!user || user->stamp == stamp)
                 continue;
             user->stamp = stamp;
-            if (!created && !s_chat_open_to (user, e->chat_id))
+            if (!s_chat_join (user, e->chat_id, created))
                 continue;
-            s_chat_join (user, e->chat_id, created);
             s_send_user (user, f);
         }
     }
@@ -1695,9 +1715,8 @@ s_on_member (const Ev__Event *event, const char *push_type)
         if (!user || user->stamp == stamp)
             continue;
         user->stamp = stamp;
-        if (!s_chat_open_to (user, e->chat_id))
+        if (!s_chat_join (user, e->chat_id, 0))
             continue;
-        s_chat_join (user, e->chat_id, 0);
         s_send_user (user, f);
     }
     s_frame_unref (&f);
