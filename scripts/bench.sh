@@ -162,9 +162,25 @@ ensure_wrk() {
 # start_stack NAME AUTH_CACHE_MS [DIR]: scripts/run.sh on the benchmark's
 # data directory ($work/stack unless DIR is named; kept from one start to the
 # next) and free ports (HTTP and the bus's three); sets $url, $data and
-# $stack_pid.
+# $stack_pid. A port found free can be taken by someone else before the
+# stack binds it: a stack that exits before it is ready is started again on
+# other ports, up to three times.
 start_stack() {
-    local name=$1 cache_ms=$2 http bus ein eout
+    local try rc
+    for try in 1 2 3; do
+        start_stack_once "$@" && return 0
+        rc=$?
+        [ "$rc" = 2 ] || return 1
+        forget_group "$stack_pid"
+        [ "$try" -lt 3 ] && say "starting the $1 stack again on other ports"
+    done
+    return 1
+}
+
+# start_stack_once, as start_stack: 0 ready, 1 not ready in time, 2 exited
+# before it was ready (e.g. a port taken meanwhile).
+start_stack_once() {
+    local name=$1 cache_ms=$2 http bus ein eout exited=0
     data=$work/${3:-stack}
     mkdir -p "$data"
     free_port && http=$port && free_port && bus=$port && free_port && ein=$port &&
@@ -180,12 +196,14 @@ start_stack() {
     for _ in $(seq 1 400); do
         grep -q '^PARTA_READY' "$data/run.out" 2>/dev/null && return 0
         if ! kill -0 "$pid" 2>/dev/null; then
+            exited=1
             break
         fi
         sleep 0.1
     done
     say "the $name stack did not start; scripts/run.sh said:"
     tail -n 20 "$data/run.out"
+    [ "$exited" = 1 ] && return 2
     return 1
 }
 
