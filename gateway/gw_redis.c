@@ -163,6 +163,12 @@ s_check_timer (struct ev_loop *loop, ev_timer *timer, int revents)
 {
     (void) revents;
     gw_redis_t *self = timer->data;
+    if (self->ac && self->connected && self->count
+        && clock_mono_ms () - self->sent[self->head] > ANSWER_WITHIN_MS)
+        /*  A busy loop may not have read answers that are already here:
+            read them first, so only a Redis that is really late is
+            dropped (callbacks may run, and may lose the connection). */
+        redisAsyncHandleRead (self->ac);
     if (self->ac && self->count
         && clock_mono_ms () - self->sent[self->head] > ANSWER_WITHIN_MS) {
         log_warn (NULL, "redis is not answering, dropping the connection pending=%zu",

@@ -532,3 +532,35 @@ describe('with Redis stopped', { timeout: 180000 }, () => {
         assert.equal(me.status, 200, me.text);
     });
 });
+
+describe('with Redis hung (it accepts, but does not answer)', { timeout: 180000 }, () => {
+    const suiteStack = stackForSuite();
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('requests are still answered, the gateway drops the connection, and reconnects when Redis answers again', async () => {
+        assert.equal((await stack.get('/readyz')).status, 200);
+        const pid = stack.kill('redis', 'SIGSTOP');
+        try {
+            // Every request asks Redis for the per-IP limit first; a late
+            // answer is given up on and the in-process limiter answers.
+            const res = await stack.get('/healthz');
+            assert.equal(res.status, 200, res.text);
+            const ready = await waitFor(async () => {
+                const r = await stack.get('/readyz');
+                return r.status === 503 ? r : null;
+            }, { timeoutMs: 15000, intervalMs: 200 });
+            assert.ok(ready, `/readyz did not turn 503 with Redis hung\n${stack.logTails(10, ['gateway'])}`);
+            assert.equal(ready.json.checks.redis, 'down', ready.text);
+            assert.match(stack.log('gateway'), /redis is not answering, dropping the connection/);
+        } finally {
+            process.kill(pid, 'SIGCONT');
+        }
+        const back = await waitFor(async () => {
+            const r = await stack.get('/readyz');
+            return r.status === 200 ? r : null;
+        }, { timeoutMs: 15000, intervalMs: 200 });
+        assert.ok(back, `/readyz did not turn 200 again once Redis answered\n${stack.logTails(10, ['gateway'])}`);
+        assert.equal(back.json.checks.redis, 'ok', back.text);
+    });
+});
