@@ -784,6 +784,15 @@ s_seen (seen_t *seen)
     return n;
 }
 
+/*  Waits (at most 20 s) until `n` events were applied. */
+static void
+s_wait_seen (seen_t *seen, int n)
+{
+    int64_t until = clock_mono_ms () + 20000;
+    while (s_seen (seen) < n && clock_mono_ms () < until)
+        zclock_sleep (20);
+}
+
 static void
 s_emit (bus_client_t *client, uint32_t count)
 {
@@ -811,15 +820,11 @@ test_consumer_catches_up (void **state)
     snprintf (db_path, sizeof db_path, "%s/consumer.db", h->dir);
     zactor_t *consumer = event_consumer_start (h->cfg, "consumer", db_path, s_handlers, &seen);
     assert_non_null (consumer);
-    int64_t until = clock_mono_ms () + 20000;
-    while (s_seen (&seen) < 1000 && clock_mono_ms () < until)
-        zclock_sleep (20);
+    s_wait_seen (&seen, 1000);
     /*  Then live ones, while it runs. */
     for (int i = 0; i < 5; i++)
         s_emit (client, 10);
-    until = clock_mono_ms () + 20000;
-    while (s_seen (&seen) < 1050 && clock_mono_ms () < until)
-        zclock_sleep (20);
+    s_wait_seen (&seen, 1050);
     zclock_sleep (300);     /* room for a duplicate to show up, if any */
     zactor_destroy (&consumer);
     assert_int_equal (seen.n, 1050);
@@ -829,9 +834,7 @@ test_consumer_catches_up (void **state)
     consumer = event_consumer_start (h->cfg, "consumer", db_path, s_handlers, &seen);
     assert_non_null (consumer);
     s_emit (client, 20);
-    until = clock_mono_ms () + 20000;
-    while (s_seen (&seen) < 1070 && clock_mono_ms () < until)
-        zclock_sleep (20);
+    s_wait_seen (&seen, 1070);
     zclock_sleep (300);
     zactor_destroy (&consumer);
     assert_int_equal (seen.n, 1070);
@@ -877,14 +880,10 @@ test_consumer_skips_pruned_events (void **state)
     snprintf (db_path, sizeof db_path, "%s/consumer.db", h->dir);
     zactor_t *consumer = event_consumer_start (h->cfg, "consumer", db_path, s_handlers, &seen);
     assert_non_null (consumer);
-    until = clock_mono_ms () + 20000;
-    while (s_seen (&seen) < 100 && clock_mono_ms () < until)
-        zclock_sleep (20);
+    s_wait_seen (&seen, 100);
     /*  And it follows live events after the skip. */
     s_emit (client, 10);
-    until = clock_mono_ms () + 20000;
-    while (s_seen (&seen) < 110 && clock_mono_ms () < until)
-        zclock_sleep (20);
+    s_wait_seen (&seen, 110);
     zclock_sleep (300);     /* room for a duplicate to show up, if any */
     zactor_destroy (&consumer);
     assert_int_equal (seen.n, 110);

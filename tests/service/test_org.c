@@ -83,12 +83,8 @@ s_call (fixture_t *fx, const char *method, const ProtobufCMessage *request,
         const Bus__Caller *caller)
 {
     bus_call_opts_t opts = {.timeout_ms = CALL_MS, .caller = caller};
-    Bus__Reply *envelope = NULL;
-    status_t st = bus_client_call (fx->client, "org", method, request, &opts, reply_desc,
-                                   fx->arena, (ProtobufCMessage **) reply_out, &envelope);
-    if (result)
-        *result = envelope;
-    return st;
+    return bus_client_call (fx->client, "org", method, request, &opts, reply_desc, fx->arena,
+                            (ProtobufCMessage **) reply_out, result);
 }
 
 /*  A signed-in user with a fresh id. */
