@@ -484,6 +484,32 @@ describe('the one-time-code limits (five an hour)', { timeout: 120000 }, () => {
     });
 });
 
+describe('the sign-in check limits (defaults: 10 an hour per phone, 50 per address)', { timeout: 120000 }, () => {
+    const suiteStack = stackForSuite();
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('the eleventh check for a phone is 429; the fifty-first from one address is 429 whatever the phone', async () => {
+        // Nobody has these phones: each check is answered 404 by identity,
+        // and each counts, as a guess at a password would.
+        const phone = newPhone();
+        for (let i = 1; i <= 10; i++) {
+            const res = await stack.post('/v1/auth/login', { phone, password: 'not the password' });
+            assertError(res, 404, 'user_not_found', 'phone', `check #${i} for one phone`);
+        }
+        const eleventh = await stack.post('/v1/auth/login', { phone, code: '123456' });
+        assertError(eleventh, 429, 'rate_limited', null, 'the eleventh check for one phone, by code');
+        assert.match(String(eleventh.headers.get('retry-after')), /^[0-9]+$/);
+        // The address has spent 10 of its 50 (a refused check spends nothing).
+        for (let i = 11; i <= 50; i++) {
+            const res = await stack.post('/v1/auth/login', { phone: newPhone(), password: 'not the password' });
+            assertError(res, 404, 'user_not_found', 'phone', `check #${i} from this address`);
+        }
+        const over = await stack.post('/v1/auth/login', { phone: newPhone(), password: 'not the password' });
+        assertError(over, 429, 'rate_limited', null, 'the fifty-first check from one address');
+    });
+});
+
 // Sends GET /healthz with `xff` until a 429 or `max` requests; returns the
 // number sent when the 429 came, or null.
 async function exhaust(stack, xff, max) {
