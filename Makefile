@@ -123,6 +123,7 @@ $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(GATEWAY_LIB_O) $(TEST_
 
 # Unit tests of a service's module link that module.
 $(BUILD)/tests/test_fts: $(BUILD)/obj/services/chat/chat_fts.o
+$(BUILD)/tests/test_chat_store: $(BUILD)/obj/services/chat/chat_store.o $(BUILD)/obj/services/chat/chat_fts.o
 
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/service/test_%.o $(TEST_HELPER_O) $(LIB)
 	@mkdir -p $(dir $@)

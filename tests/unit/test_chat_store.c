@@ -1,0 +1,127 @@
+/*  The chat store keeps what a message said before each edit and before
+    its deletion (for the audit), and search forgets the old words. */
+#include "arena.h"
+#include "db.h"
+
+#include "../../services/chat/chat_fts.h"
+#include "../../services/chat/chat_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+typedef struct {
+    char dir[64];
+    char path[128];
+    db_t *db;
+} fixture_t;
+
+static int
+s_setup (void **state)
+{
+    fixture_t *fx = calloc (1, sizeof *fx);
+    snprintf (fx->dir, sizeof fx->dir, "/tmp/parta-chat-store-XXXXXX");
+    if (!mkdtemp (fx->dir))
+        return -1;
+    snprintf (fx->path, sizeof fx->path, "%s/chat.db", fx->dir);
+    db_set_open_hook (chat_fts_register);
+    char err[256];
+    fx->db = db_open (fx->path, chatstore_migrations, "normal", err, sizeof err);
+    if (!fx->db) {
+        fprintf (stderr, "db_open: %s\n", err);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    fixture_t *fx = *state;
+    db_destroy (&fx->db);
+    char cmd[128];
+    snprintf (cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+    if (system (cmd) != 0)
+        fprintf (stderr, "could not remove %s\n", fx->dir);
+    free (fx);
+    return 0;
+}
+
+/*  The history rows of a message, oldest first, as "text|by|deleted;". */
+static void
+s_history (db_t *db, const char *id, char *out, size_t len)
+{
+    out[0] = 0;
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT text, changed_by, deleted FROM message_history"
+                                      " WHERE message_id = ? ORDER BY rowid");
+    assert_non_null (stmt);
+    sqlite3_bind_text (stmt, 1, id, -1, SQLITE_STATIC);
+    while (sqlite3_step (stmt) == SQLITE_ROW) {
+        size_t used = strlen (out);
+        snprintf (out + used, len - used, "%s|%s|%d;", sqlite3_column_text (stmt, 0),
+                  sqlite3_column_text (stmt, 1), sqlite3_column_int (stmt, 2));
+    }
+    sqlite3_reset (stmt);
+}
+
+static int
+s_found (db_t *db, const char *word)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?");
+    assert_non_null (stmt);
+    sqlite3_bind_text (stmt, 1, word, -1, SQLITE_STATIC);
+    assert_int_equal (sqlite3_step (stmt), SQLITE_ROW);
+    int n = sqlite3_column_int (stmt, 0);
+    sqlite3_reset (stmt);
+    return n;
+}
+
+static void
+test_edit_and_delete_keep_the_old_text (void **state)
+{
+    fixture_t *fx = *state;
+    const char *id = "01JMSG0000000000000000000A";
+    assert_int_equal (chatstore_message_insert (fx->db, id, "01JCHAT000000000000000000A", 1,
+                                                "author", "урок в среду", NULL, NULL, 1000),
+                      0);
+    assert_int_equal (chatstore_message_edit (fx->db, id, "урок в среду", "занятие в пятницу",
+                                              "author", 2000),
+                      0);
+    char history[512];
+    s_history (fx->db, id, history, sizeof history);
+    assert_string_equal (history, "урок в среду|author|0;");
+    assert_int_equal (s_found (fx->db, "урок"), 0);
+    assert_int_equal (s_found (fx->db, "пятницу"), 1);
+
+    assert_int_equal (chatstore_message_delete (fx->db, id, "moderator", 3000), 0);
+    s_history (fx->db, id, history, sizeof history);
+    assert_string_equal (history, "урок в среду|author|0;занятие в пятницу|moderator|1;");
+    assert_int_equal (s_found (fx->db, "пятницу"), 0);
+
+    arena_t *arena = arena_new ();
+    Chat__Message *msg = NULL;
+    message_head_t head;
+    assert_int_equal (chatstore_message_get (fx->db, "01JCHAT000000000000000000A", id, arena, &msg,
+                                             &head),
+                      1);
+    assert_int_equal (head.deleted, 1);
+    assert_string_equal (msg->text, "");
+    arena_destroy (&arena);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_edit_and_delete_keep_the_old_text, s_setup,
+                                         s_teardown),
+    };
+    return cmocka_run_group_tests_name ("chat_store", tests, NULL, NULL);
+}
