@@ -67,6 +67,7 @@ struct gw_t {
     char services[256];         /* services /readyz expects workers for */
     int call_timeout_ms;
     char public_url[256];
+    char instance[32];          /* this gateway's id among its peers (a ULID) */
     int stopping;
 };
 

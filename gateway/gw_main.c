@@ -10,10 +10,12 @@
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
+#include "gw_peers.h"
 #include "gw_redis.h"
 #include "gw_routes.h"
 #include "gw_ws.h"
 #include "log.h"
+#include "ulid.h"
 
 #include <signal.h>
 #include <string.h>
@@ -117,6 +119,7 @@ s_destroy (gw_t *gw)
     gw_ws_stop (gw);
     if (gw->loop)
         gw_loop_stop (gw);
+    gw_peers_stop (gw);
     gw_redis_destroy (&gw->redis);
     /*  On a foreign loop, lws closes every connection and stops its
         watchers here, without running the loop again. */
@@ -162,6 +165,7 @@ main (int argc, char **argv)
     gw_t *gw = calloc (1, sizeof *gw);
     s_gw = gw;
     gw->cfg = cfg;
+    ulid_make (gw->instance);
     char err[256];
     char host[128];
     int port = 0, ok;
@@ -275,6 +279,8 @@ main (int argc, char **argv)
     if (gw_ws_start (gw, &ws_opts))
         goto fail;
     gw->redis = gw_redis_new (gw, config_str (cfg, "redis"), gw_ratelimit_script ());
+    if (!gw->redis || gw_peers_start (gw))
+        goto fail;
     gw_ops_start (gw);
     /*  lws arms its timers when it has handled an event: give it one now,
         so that they run before the first client comes. */

@@ -15,13 +15,53 @@
 
 #define KEY_ONLINE "presence:online"
 #define KEY_LAST_SEEN "presence:last_seen"
-#define REFRESH_BATCH 256               /* users per ZADD */
+#define REFRESH_BATCH 256               /* users per refresh script call */
 #define SWEEP_BATCH "1000"              /* expired members moved per sweep */
+
+/*  Several gateways may hold sockets of one user. presence:at:{user} is a
+    sorted set of the gateways (by instance id) holding the user, each
+    scored with the expiry it vouches for; the user's score in the online
+    set is the latest of them. The key names are made in the scripts (one
+    Redis, not a cluster). */
+
+/*  ARGV: instance, expiry (unix ms), ttl (ms), then users: each is held by
+    this gateway until the expiry. */
+static const char *s_hold_script
+    = "for i = 4, #ARGV do\n"
+      "  local user = ARGV[i]\n"
+      "  local held = 'presence:at:' .. user\n"
+      "  redis.call('ZADD', held, ARGV[2], ARGV[1])\n"
+      "  redis.call('PEXPIRE', held, ARGV[3])\n"
+      "  local score = redis.call('ZSCORE', KEYS[1], user)\n"
+      "  if not score or tonumber(score) < tonumber(ARGV[2]) then\n"
+      "    redis.call('ZADD', KEYS[1], ARGV[2], user)\n"
+      "  end\n"
+      "end\n"
+      "return #ARGV - 3\n";
+
+/*  ARGV: instance, now (unix ms), user: this gateway no longer holds the
+    user. Returns 1 when no gateway does any more (the user went offline,
+    last seen now), 0 when another one still vouches for them (the online
+    score becomes the latest of theirs). */
+static const char *s_release_script
+    = "local held = 'presence:at:' .. ARGV[3]\n"
+      "redis.call('ZREM', held, ARGV[1])\n"
+      "redis.call('ZREMRANGEBYSCORE', held, '-inf', '(' .. ARGV[2])\n"
+      "local top = redis.call('ZRANGE', held, -1, -1, 'WITHSCORES')\n"
+      "if top[2] then\n"
+      "  redis.call('ZADD', KEYS[1], top[2], ARGV[3])\n"
+      "  return 0\n"
+      "end\n"
+      "redis.call('DEL', held)\n"
+      "redis.call('ZREM', KEYS[1], ARGV[3])\n"
+      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])\n"
+      "return 1\n";
 
 /*  Moves members whose expiry has passed from the online set to the
     last-seen hash, as one step so that a refresh cannot interleave. Their
     last-seen time is their last refresh (expiry minus the TTL): the last
-    moment a gateway vouched for them. */
+    moment a gateway vouched for them. The online score is the latest of
+    the gateways' expiries, so every gateway's claim has lapsed too. */
 static const char *s_sweep_script
     = "local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, "
       "ARGV[3])\n"
@@ -31,6 +71,7 @@ static const char *s_sweep_script
       "    redis.call('HSET', KEYS[2], user, string.format('%.0f', score - tonumber(ARGV[2])))\n"
       "  end\n"
       "  redis.call('ZREM', KEYS[1], user)\n"
+      "  redis.call('DEL', 'presence:at:' .. user)\n"
       "end\n"
       "return #gone\n";
 
@@ -69,53 +110,85 @@ s_ignore (gw_t *gw, redisReply *reply, void *arg)
 void
 gw_presence_online (gw_t *gw, const char *user_id)
 {
-    char score[32];
-    snprintf (score, sizeof score, "%lld", (long long) (clock_now_ms () + GW_PRESENCE_TTL_MS));
-    const char *argv[] = {"ZADD", KEY_ONLINE, score, user_id};
-    gw_redis_command (gw->redis, s_ignore, NULL, 4, argv, NULL);
+    char expiry[32], ttl[32];
+    snprintf (expiry, sizeof expiry, "%lld", (long long) (clock_now_ms () + GW_PRESENCE_TTL_MS));
+    snprintf (ttl, sizeof ttl, "%d", GW_PRESENCE_TTL_MS);
+    const char *argv[] = {"EVAL", s_hold_script, "1", KEY_ONLINE, gw->instance, expiry, ttl, user_id};
+    gw_redis_command (gw->redis, s_ignore, NULL, 8, argv, NULL);
 }
 
-void
-gw_presence_offline (gw_t *gw, const char *user_id, int64_t now_ms)
+typedef struct {
+    gw_presence_gone_fn *fn;
+    void *arg;
+} release_t;
+
+static void
+s_released (gw_t *gw, redisReply *reply, void *arg)
 {
+    release_t *r = arg;
+    /*  No answer (Redis went away meanwhile): nobody can say otherwise,
+        so the user is taken as gone. */
+    int gone = 1;
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        gone = reply->integer != 0;
+    else
+        s_ignore (gw, reply, NULL);
+    r->fn (gw, gone, r->arg);
+    free (r);
+}
+
+int
+gw_presence_offline (gw_t *gw, const char *user_id, int64_t now_ms, gw_presence_gone_fn *fn,
+                     void *arg)
+{
+    release_t *r = malloc (sizeof *r);
+    if (!r)
+        return -1;
+    r->fn = fn;
+    r->arg = arg;
     char at[32];
     snprintf (at, sizeof at, "%lld", (long long) now_ms);
-    const char *zrem[] = {"ZREM", KEY_ONLINE, user_id};
-    const char *hset[] = {"HSET", KEY_LAST_SEEN, user_id, at};
-    if (gw_redis_command (gw->redis, s_ignore, NULL, 3, zrem, NULL) == 0)
-        gw_redis_command (gw->redis, s_ignore, NULL, 4, hset, NULL);
+    const char *argv[] = {"EVAL", s_release_script, "2", KEY_ONLINE, KEY_LAST_SEEN,
+                          gw->instance, at, user_id};
+    if (gw_redis_command (gw->redis, s_released, r, 8, argv, NULL)) {
+        free (r);
+        return -1;
+    }
+    return 0;
 }
 
 /* --- the periodic refresh and sweep --- */
 
+#define BATCH_HEAD 7                    /* EVAL script 1 key instance expiry ttl */
+
 typedef struct {
     gw_t *gw;
-    char score[32];
-    const char *argv[2 + 2 * REFRESH_BATCH];
+    char expiry[32], ttl[32];
+    const char *argv[BATCH_HEAD + REFRESH_BATCH];
     int argc;
 } batch_t;
 
 static void
 s_batch_flush (batch_t *b)
 {
-    if (b->argc > 2)
+    if (b->argc > BATCH_HEAD)
         gw_redis_command (b->gw->redis, s_ignore, NULL, b->argc, b->argv, NULL);
-    b->argc = 2;
+    b->argc = BATCH_HEAD;
 }
 
 static void
 s_batch_add (const char *user_id, void *arg)
 {
     batch_t *b = arg;
-    b->argv[b->argc++] = b->score;
     b->argv[b->argc++] = user_id;
     if (b->argc == (int) (sizeof b->argv / sizeof b->argv[0]))
         s_batch_flush (b);
 }
 
-/*  One ZADD per REFRESH_BATCH users; hiredis pipelines them (each is sent
-    without waiting for the previous answer). User ids are borrowed from
-    gw_ws only while the commands are formatted, which hiredis does at once. */
+/*  One script call per REFRESH_BATCH users; hiredis pipelines them (each
+    is sent without waiting for the previous answer). User ids are
+    borrowed from gw_ws only while the commands are formatted, which
+    hiredis does at once. */
 static void
 s_refresh (gw_t *gw)
 {
@@ -123,11 +196,13 @@ s_refresh (gw_t *gw)
     if (!b)
         return;
     b->gw = gw;
-    snprintf (b->score, sizeof b->score, "%lld",
+    snprintf (b->expiry, sizeof b->expiry, "%lld",
               (long long) (clock_now_ms () + GW_PRESENCE_TTL_MS));
-    b->argv[0] = "ZADD";
-    b->argv[1] = KEY_ONLINE;
-    b->argc = 2;
+    snprintf (b->ttl, sizeof b->ttl, "%d", GW_PRESENCE_TTL_MS);
+    const char *head[BATCH_HEAD] = {"EVAL", s_hold_script, "1", KEY_ONLINE, gw->instance,
+                                    b->expiry, b->ttl};
+    memcpy (b->argv, head, sizeof head);
+    b->argc = BATCH_HEAD;
     gw_ws_each_user (s_batch_add, b);
     s_batch_flush (b);
     free (b);

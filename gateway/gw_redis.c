@@ -29,6 +29,11 @@ struct gw_redis_t {
     int64_t sent[MAX_PENDING];
     size_t head, count;
     log_limit_t log;
+    /*  A subscriber (gw_redis_subscriber): the channel it listens on, and
+        what is called with each message. It sends no other command. */
+    char *channel;
+    gw_redis_message_fn *on_message;
+    void *message_arg;
 };
 
 typedef struct {
@@ -56,7 +61,8 @@ s_set_up (gw_redis_t *self, int up)
             log_info (NULL, "redis %s where=%s", up ? "up" : "down", self->where);
     }
     self->up = up;
-    gw_metrics_redis (self->gw->metrics, up);
+    if (!self->channel)
+        gw_metrics_redis (self->gw->metrics, up);
 }
 
 static void
@@ -90,6 +96,26 @@ s_on_script (redisAsyncContext *ac, void *r, void *data)
                    reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 }
 
+/*  Every reply of a subscriber's SUBSCRIBE: the confirmation, then one
+    ["message", channel, payload] per message; NULL when the connection
+    ends. */
+static void
+s_on_subscribed (redisAsyncContext *ac, void *r, void *data)
+{
+    (void) ac;
+    gw_redis_t *self = data;
+    redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = reply->element[0]->str;
+    if (strcmp (kind, "subscribe") == 0)
+        s_set_up (self, 1);
+    else if (strcmp (kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING)
+        self->on_message (self->gw, reply->element[2]->str, (size_t) reply->element[2]->len,
+                          self->message_arg);
+}
+
 static void
 s_on_connect (const redisAsyncContext *ac, int status)
 {
@@ -100,7 +126,13 @@ s_on_connect (const redisAsyncContext *ac, int status)
         return;
     }
     self->connected = 1;
-    if (self->script) {
+    if (self->channel) {
+        /*  Not counted among the commands awaiting answers: the
+            subscription answers for as long as it lasts. */
+        const char *argv[] = {"SUBSCRIBE", self->channel};
+        redisAsyncCommandArgv ((redisAsyncContext *) ac, s_on_subscribed, self, 2, argv, NULL);
+    }
+    else if (self->script) {
         const char *argv[] = {"SCRIPT", "LOAD", self->script};
         self->sent[(self->head + self->count++) % MAX_PENDING] = clock_mono_ms ();
         redisAsyncCommandArgv ((redisAsyncContext *) ac, s_on_script, self, 3, argv, NULL);
@@ -182,8 +214,9 @@ s_check_timer (struct ev_loop *loop, ev_timer *timer, int revents)
         ev_timer_stop (loop, timer);
 }
 
-gw_redis_t *
-gw_redis_new (gw_t *gw, const char *where, const char *script)
+static gw_redis_t *
+s_new (gw_t *gw, const char *where, const char *script, const char *channel,
+       gw_redis_message_fn *on_message, void *arg)
 {
     gw_redis_t *self = calloc (1, sizeof *self);
     if (!self)
@@ -191,6 +224,16 @@ gw_redis_new (gw_t *gw, const char *where, const char *script)
     self->gw = gw;
     self->where = strdup (where);
     self->script = script ? strdup (script) : NULL;
+    self->channel = channel ? strdup (channel) : NULL;
+    self->on_message = on_message;
+    self->message_arg = arg;
+    if (!self->where || (script && !self->script) || (channel && !self->channel)) {
+        free (self->where);
+        free (self->script);
+        free (self->channel);
+        free (self);
+        return NULL;
+    }
     self->log.burst = 2;
     ev_timer_init (&self->reconnect_timer, s_reconnect_timer, 0., 0.);
     self->reconnect_timer.data = self;
@@ -199,6 +242,19 @@ gw_redis_new (gw_t *gw, const char *where, const char *script)
     ev_timer_start (gw->loop, &self->check_timer);
     s_connect (self);
     return self;
+}
+
+gw_redis_t *
+gw_redis_new (gw_t *gw, const char *where, const char *script)
+{
+    return s_new (gw, where, script, NULL, NULL, NULL);
+}
+
+gw_redis_t *
+gw_redis_subscriber (gw_t *gw, const char *where, const char *channel,
+                     gw_redis_message_fn *on_message, void *arg)
+{
+    return s_new (gw, where, NULL, channel, on_message, arg);
 }
 
 void
@@ -218,6 +274,7 @@ gw_redis_destroy (gw_redis_t **self_p)
     }
     free (self->where);
     free (self->script);
+    free (self->channel);
     free (self);
     *self_p = NULL;
 }
@@ -252,7 +309,7 @@ int
 gw_redis_command (gw_redis_t *self, gw_redis_fn *fn, void *arg, int argc, const char **argv,
                   const size_t *lens)
 {
-    if (!gw_redis_up (self) || self->count >= MAX_PENDING)
+    if (!gw_redis_up (self) || self->channel || self->count >= MAX_PENDING)
         return -1;
     pending_t *p = malloc (sizeof *p);
     if (!p)

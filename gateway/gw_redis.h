@@ -19,7 +19,16 @@ typedef void (gw_redis_fn) (gw_t *gw, redisReply *reply, void *arg);
 gw_redis_t *gw_redis_new (gw_t *gw, const char *where, const char *script);
 void gw_redis_destroy (gw_redis_t **self_p);
 
-/*  1 when connected (and the script loaded). */
+/*  A second connection that only listens on one channel (SUBSCRIBE, again
+    after every reconnection); `on_message` runs for each message, with the
+    payload borrowed for the call. Messages published while it was
+    disconnected are lost: pub/sub keeps nothing. gw_redis_command refuses
+    it. */
+typedef void (gw_redis_message_fn) (gw_t *gw, const char *payload, size_t len, void *arg);
+gw_redis_t *gw_redis_subscriber (gw_t *gw, const char *where, const char *channel,
+                                 gw_redis_message_fn *on_message, void *arg);
+
+/*  1 when connected (and the script loaded, or the channel subscribed). */
 int gw_redis_up (gw_redis_t *self);
 /*  The loaded script's SHA1 ("" when none). */
 const char *gw_redis_script_sha (gw_redis_t *self);

@@ -43,6 +43,7 @@
 #include "gw_http.h"
 #include "gw_limit.h"
 #include "gw_metrics.h"
+#include "gw_peers.h"
 #include "gw_presence.h"
 #include "identity.pb-c.h"
 #include "log.h"
@@ -465,14 +466,25 @@ s_user_free (ws_user_t *user)
     free (user);
 }
 
-/*  Tells everyone here who shares a chat with `user` that they came
-    online or went offline. Users whose chats are not known yet (their
-    chat.my_chats has not answered) are missed; the presence endpoint
-    answers them. */
-static void
-s_push_presence (ws_user_t *user, int online, int64_t seen_ms)
+/*  The chats `user` is known to be in, as a JSON array of ids. */
+static json_t *
+s_member_chats (ws_user_t *user)
 {
-    if (s_ws.gw->stopping || zhashx_size (user->chats) == 0)
+    json_t *chats = json_array ();
+    for (chat_ref_t *ref = zhashx_first (user->chats); chats && ref; ref = zhashx_next (user->chats))
+        if (ref->member)
+            json_array_append_new (chats, json_string ((const char *) zhashx_cursor (user->chats)));
+    return chats;
+}
+
+/*  Tells everyone here who shares one of `chats` with the user that they
+    came online or went offline (not the user's own sockets). Users here
+    whose chats are not known yet (their chat.my_chats has not answered)
+    are missed; the presence endpoint answers them. */
+static void
+s_presence_deliver (const char *user_id, int online, int64_t seen_ms, const json_t *chats)
+{
+    if (s_ws.gw->stopping || json_array_size (chats) == 0)
         return;
     json_t *seen = json_null ();
     if (!online) {
@@ -481,16 +493,19 @@ s_push_presence (ws_user_t *user, int online, int64_t seen_ms)
         seen = json_string (at);
     }
     frame_t *f = s_frame_new (json_pack ("{s:s, s:s, s:b, s:o}", "type", "presence", "user_id",
-                                         user->id, "online", online, "last_seen_at", seen));
+                                         user_id, "online", online, "last_seen_at", seen));
     if (!f)
         return;
     f->droppable = 1;
     uint64_t stamp = ++s_ws.stamp;
-    user->stamp = stamp;
-    for (chat_ref_t *ref = zhashx_first (user->chats); ref; ref = zhashx_next (user->chats)) {
-        if (!ref->member)
-            continue;
-        zlistx_t *list = zhashx_lookup (s_ws.index, zhashx_cursor (user->chats));
+    ws_user_t *self = s_user (user_id);
+    if (self)
+        self->stamp = stamp;
+    size_t i;
+    const json_t *item;
+    json_array_foreach (chats, i, item) {
+        const char *chat_id = json_string_value (item);
+        zlistx_t *list = chat_id ? zhashx_lookup (s_ws.index, chat_id) : NULL;
         for (ws_user_t *other = list ? zlistx_first (list) : NULL; other;
              other = zlistx_next (list)) {
             if (other->stamp == stamp)
@@ -500,6 +515,43 @@ s_push_presence (ws_user_t *user, int online, int64_t seen_ms)
         }
     }
     s_frame_unref (&f);
+}
+
+/*  The same here and on every other gateway. `chats` is taken. */
+static void
+s_presence_tell (const char *user_id, int online, int64_t seen_ms, json_t *chats)
+{
+    if (!chats)
+        return;
+    s_presence_deliver (user_id, online, seen_ms, chats);
+    if (json_array_size (chats) == 0 || s_ws.gw->stopping) {
+        json_decref (chats);
+        return;
+    }
+    gw_peers_publish (s_ws.gw, json_pack ("{s:s, s:s, s:b, s:I, s:o}", "type", "presence",
+                                          "user_id", user_id, "online", online, "last_seen_at",
+                                          (json_int_t) seen_ms, "chats", chats));
+}
+
+/*  A user's last socket here closed; told once Redis says whether another
+    gateway still holds them. */
+typedef struct {
+    char user_id[MAX_ID + 1];
+    int64_t seen_ms;
+    json_t *chats;
+} offline_note_t;
+
+static void
+s_offline_done (gw_t *gw, int gone, void *arg)
+{
+    offline_note_t *note = arg;
+    ws_user_t *user = s_user (note->user_id);
+    /*  Not when they are back here meanwhile, nor elsewhere. */
+    if (gone && !gw->stopping && (!user || user->n_conns == 0))
+        s_presence_tell (note->user_id, 0, note->seen_ms, note->chats);
+    else
+        json_decref (note->chats);
+    free (note);
 }
 
 /* --- the user's chats (chat.my_chats) --- */
@@ -539,7 +591,7 @@ s_my_chats_done (void *arg, const Bus__Reply *reply)
                        status_name (reply->status));
     /*  What we know now is what we will know: tell the user's co-members
         they are here. */
-    s_push_presence (user, 1, 0);
+    s_presence_tell (user->id, 1, 0, s_member_chats (user));
 }
 
 static void
@@ -621,9 +673,15 @@ s_user_detach (ws_conn_t *c)
     /*  Their last socket here. On shutdown the sweep will take them off
         (their entries simply expire): the Redis connection is going too. */
     if (!s_ws.gw->stopping) {
-        int64_t now = clock_now_ms ();
-        s_push_presence (user, 0, now);
-        gw_presence_offline (s_ws.gw, user->id, now);
+        offline_note_t *note = calloc (1, sizeof *note);
+        if (note) {
+            snprintf (note->user_id, sizeof note->user_id, "%s", user->id);
+            note->seen_ms = clock_now_ms ();
+            note->chats = s_member_chats (user);
+            /*  Without Redis no other gateway can be asked (nor told). */
+            if (gw_presence_offline (s_ws.gw, user->id, note->seen_ms, s_offline_done, note))
+                s_offline_done (s_ws.gw, 1, note);
+        }
     }
     s_user_free (user);
 }
@@ -1288,7 +1346,48 @@ s_typing_done (void *arg, const Bus__Reply *reply)
     }
     s_frame_unref (&f);
     chat__audience_reply__free_unpacked (audience, NULL);
+    gw_peers_publish (s_ws.gw, json_pack ("{s:s, s:s, s:s}", "type", "typing", "chat_id", chat_id,
+                                          "user_id", c->user->id));
     free (ctx);
+}
+
+/*  What another gateway's sockets did (gw_peers.h), for the users here:
+    a typing notice goes to the chat's other members here, a presence
+    change to everyone here sharing one of the user's chats. Both from the
+    index, so users here whose chats are not known yet are missed. */
+void
+gw_ws_on_peer (gw_t *gw, const json_t *msg)
+{
+    if (!s_ws.started || gw->stopping)
+        return;
+    const char *type = json_string_value (json_object_get (msg, "type"));
+    const char *user_id = json_string_value (json_object_get (msg, "user_id"));
+    if (!type || !s_id_ok (user_id))
+        return;
+    if (strcmp (type, "typing") == 0) {
+        const char *chat_id = json_string_value (json_object_get (msg, "chat_id"));
+        zlistx_t *list = s_id_ok (chat_id) ? zhashx_lookup (s_ws.index, chat_id) : NULL;
+        if (!list)
+            return;
+        frame_t *f = s_frame_new (json_pack ("{s:s, s:s, s:s}", "type", "typing", "chat_id",
+                                             chat_id, "user_id", user_id));
+        for (ws_user_t *other = f ? zlistx_first (list) : NULL; other; other = zlistx_next (list))
+            if (strcmp (other->id, user_id) != 0)
+                s_send_user (other, f);
+        s_frame_unref (&f);
+    }
+    else if (strcmp (type, "presence") == 0) {
+        const json_t *online = json_object_get (msg, "online");
+        const json_t *chats = json_object_get (msg, "chats");
+        json_int_t seen = json_integer_value (json_object_get (msg, "last_seen_at"));
+        if (!json_is_boolean (online) || !json_is_array (chats))
+            return;
+        ws_user_t *user = s_user (user_id);
+        /*  Offline there, but with sockets here: not offline. */
+        if (!json_is_true (online) && user && user->n_conns)
+            return;
+        s_presence_deliver (user_id, json_is_true (online), (int64_t) seen, chats);
+    }
 }
 
 /*  {"type": "typing", "chat_id"}: passed on to the chat's other members

@@ -49,6 +49,10 @@ void gw_ws_destroy (gw_t *gw);
 /*  An event from the subscription: pushes it to the sockets it concerns. */
 void gw_ws_on_event (gw_t *gw, const Ev__Event *event);
 
+/*  A message from another gateway (gw_peers.h): typing and presence of
+    users with sockets there, delivered to the sockets here. */
+void gw_ws_on_peer (gw_t *gw, const json_t *msg);
+
 /*  Every user with a signed-in socket here (for presence refresh). The
     id is borrowed for the duration of the call. */
 typedef void (gw_ws_user_fn) (const char *user_id, void *arg);

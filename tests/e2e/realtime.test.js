@@ -671,6 +671,106 @@ describe('WebSocket: pushes of the user\'s chats, typing and presence', { timeou
 
 // ---------------------------------------------------------------------------
 
+describe('WebSocket: two gateways on one platform (behind a load balancer)', { timeout: 300000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    let w;
+    let g2;     // the stack as seen through a second gateway
+    beforeEach(async () => {
+        stack = suiteStack();
+        if (!w) {
+            w = await world(stack);
+            g2 = await stack.startGateway();
+        }
+    });
+
+    it('messages, typing and presence reach members whichever gateway their sockets are on', async () => {
+        const a = await signedIn(stack, w.a);
+        const c = await signedIn(g2, w.c);
+        await sleep(500);   // a's and c's chats are looked up when they connect
+        const b = await signedIn(g2, w.b);
+        const on = await a.next((x) => x.type === 'presence' && x.user_id === w.b.user.id && x.online === true,
+            'b (on the other gateway) online');
+        assert.deepEqual(on, { type: 'presence', user_id: w.b.user.id, online: true, last_seen_at: null });
+
+        const m = await post(stack, w.a, w.chat.id, 'Сообщение через первый шлюз');
+        await b.next(isMessage('message.posted', w.chat.id, (x) => x.id === m.id), 'the post, on the other gateway');
+
+        a.send({ type: 'typing', chat_id: w.chat.id });
+        assert.deepEqual(await b.next((x) => x.type === 'typing', 'a typing, heard on the other gateway'),
+            { type: 'typing', chat_id: w.chat.id, user_id: w.a.user.id });
+        b.send({ type: 'typing', chat_id: w.chat.id });
+        assert.deepEqual(await a.next((x) => x.type === 'typing', 'b typing, heard on the first gateway'),
+            { type: 'typing', chat_id: w.chat.id, user_id: w.b.user.id });
+        await c.none((x) => x.type === 'typing', 'a non-member of the chat, on the other gateway', 300);
+
+        // b on both gateways: closing the socket on one of them is not
+        // going offline; closing the last one is, wherever it was.
+        const b1 = await signedIn(stack, w.b);
+        b1.close();
+        await b1.closed;
+        await a.none((x) => x.type === 'presence' && x.user_id === w.b.user.id && x.online === false,
+            'b still has a socket on the other gateway', 800);
+        const still = ok(await stack.get(`/v1/chats/${w.chat.id}/presence`, { token: w.a.token }), 200, 'presence');
+        assert.equal(still.items.find((i) => i.user_id === w.b.user.id).online, true, 'b is online');
+        b.close();
+        const off = await a.next((x) => x.type === 'presence' && x.user_id === w.b.user.id && x.online === false,
+            'b offline, told by the other gateway');
+        assert.match(off.last_seen_at, RFC3339);
+        const after = ok(await g2.get(`/v1/chats/${w.chat.id}/presence`, { token: w.a.token }), 200, 'presence');
+        const bNow = after.items.find((i) => i.user_id === w.b.user.id);
+        assert.equal(bNow.online, false);
+        assert.match(String(bNow.last_seen_at), RFC3339);
+        a.close();
+        c.close();
+    });
+
+    it('what is not a gateway\'s message on the gateways\' channel is dropped; both gateways go on', async () => {
+        const a = await signedIn(stack, w.a);
+        const b = await signedIn(g2, w.b);
+        const junk = ['not json', '[]', '{}', JSON.stringify({ from: 'x', type: 'typing', chat_id: w.chat.id }),
+            JSON.stringify({ from: 'x', type: 'typing', chat_id: '../../etc', user_id: w.c.user.id }),
+            JSON.stringify({ from: 'x', type: 'presence', user_id: w.c.user.id, online: 'yes', chats: w.chat.id }),
+            JSON.stringify({ from: 'x', type: 'presence', user_id: w.c.user.id, online: true, chats: [1, null, {}] }),
+            JSON.stringify({ from: 'x', type: 'nonsense', user_id: w.c.user.id }), 'x'.repeat(2 * 1024 * 1024)];
+        assert.equal(await redisPublish(stack, 'parta:gateways', junk), junk.length);
+        await a.roundTrip('the first gateway after the junk');
+        await b.roundTrip('the other gateway after the junk');
+        await a.none((x) => x.type === 'typing' || (x.type === 'presence' && x.user_id === w.c.user.id), 'frames from junk', 300);
+        assert.match(stack.log('gateway'), /dropped a message on parta:gateways that is not a gateway's/);
+        a.send({ type: 'typing', chat_id: w.chat.id });
+        await b.next((x) => x.type === 'typing' && x.user_id === w.a.user.id, 'typing still crosses');
+        a.close();
+        b.close();
+    });
+});
+
+// PUBLISHes each of `messages` on `channel` of the stack's Redis (RESP by
+// hand over its unix socket); resolves the number of replies read.
+function redisPublish(stack, channel, messages) {
+    const arg = (x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`;
+    const wire = messages.map((m) => `*3\r\n${arg('PUBLISH')}${arg(channel)}${arg(m)}`).join('');
+    return new Promise((resolve, reject) => {
+        const sock = net.connect(stack.env.PARTA_REDIS || `${stack.dataDir}/redis.sock`);
+        let replies = 0;
+        let text = '';
+        const timer = setTimeout(() => { sock.destroy(); reject(new Error(`redis answered ${replies} of ${messages.length}: ${text}`)); }, 10000);
+        sock.on('error', (err) => { clearTimeout(timer); reject(err); });
+        sock.on('data', (chunk) => {
+            text += chunk.toString('latin1');
+            replies = (text.match(/^:\d+\r$/mg) || []).length;
+            if (replies >= messages.length) {
+                clearTimeout(timer);
+                sock.end();
+                resolve(replies);
+            }
+        });
+        sock.on('connect', () => sock.write(wire));
+    });
+}
+
+// ---------------------------------------------------------------------------
+
 describe('WebSocket: a slow client, and Redis down', { timeout: 300000 }, () => {
     const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits(), PARTA_WS_QUEUE_FRAMES: '16' } });
     let stack;

@@ -276,6 +276,44 @@ class Stack {
         return proc.pid;
     }
 
+    // Starts another gateway on a free port of 127.0.0.1, with the command
+    // line and environment of the stack's own (the same bus, Redis and
+    // keys), as an operator runs several behind one load balancer; its log
+    // is log/<name>.log. Waits, bounded, until its /readyz is 200. Returns
+    // a view of this stack that talks to the new gateway (url, get, post,
+    // ... and pid); stop() ends it with the stack.
+    async startGateway(name = 'gateway-2', { timeoutMs = READY_TIMEOUT_MS } = {}) {
+        const pid = this.pidOf('gateway');
+        const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+        const env = {};
+        for (const kv of fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)) {
+            const i = kv.indexOf('=');
+            if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        const port = await freePort();
+        env.PARTA_HTTP = `127.0.0.1:${port}`;
+        const log = fs.openSync(this.logPath(name), 'a');
+        let proc;
+        try {
+            proc = spawn(argv[0], argv.slice(1), { env, cwd: this.dataDir, stdio: ['ignore', 'ignore', log] });
+        } finally {
+            fs.closeSync(log);
+        }
+        assert.ok(proc.pid, `could not start ${argv[0]}`);
+        this.restarted.push({ pid: proc.pid, name, proc });
+        const view = Object.create(this);
+        view.url = `http://127.0.0.1:${port}`;
+        view.pid = proc.pid;
+        const ready = await waitFor(async () => {
+            if (!stillRunning(proc.pid)) return 'exited';
+            const r = await view.get('/readyz').catch(() => null);
+            return r && r.status === 200 ? 'ready' : null;
+        }, { timeoutMs, intervalMs: 100 });
+        if (ready !== 'ready')
+            throw new Error(`${name} did not start (${ready || 'not ready in time'})\n${this.logTails(20, [name])}`);
+        return view;
+    }
+
     // Sends `signal` to the process `name` (as run.pids names it).
     kill(name, signal = 'SIGTERM') {
         const pid = this.pidOf(name);
