@@ -1,5 +1,6 @@
 /*  gw_auth: see gw_auth.h. */
 #include "gw_auth.h"
+#include "gw_ws.h"
 #include "clock.h"
 #include "identity.pb-c.h"
 #include "log.h"
@@ -24,6 +25,11 @@ struct gw_auth_t {
         (broker restart, slow subscriber), so nothing cached can be trusted. */
     uint64_t identity_seq;
     char identity_epoch[64];
+    /*  Missed ones, fetched again with sys.replay: [replay_next,
+        replay_to], one page in flight at a time (replay_call). */
+    uint64_t replay_next, replay_to;
+    uint64_t replay_call;
+    int beacons_ahead;          /* sys.head beacons in a row ahead of identity_seq */
 };
 
 typedef struct {
@@ -190,24 +196,10 @@ gw_auth_resolve (gw_t *gw, const char *token, const char *ip, const char *user_a
     gw_bus_kick (gw);
 }
 
-void
-gw_auth_on_event (gw_t *gw, const Ev__Event *event)
+/*  What an identity event makes stale in the cache. */
+static void
+s_apply (gw_t *gw, const Ev__Event *event)
 {
-    if (strncmp (event->type, "identity.", 9) != 0 || strcmp (event->source, "identity") != 0)
-        return;
-    gw_auth_t *self = gw->auth;
-    int new_epoch = strcmp (self->identity_epoch, event->epoch) != 0;
-    if (self->identity_seq && (new_epoch || event->seq > self->identity_seq + 1)) {
-        /*  Missed some: a revocation may be among them. */
-        log_warn (NULL, "identity events were missed, dropping every cached caller last=%llu now=%llu",
-                  (unsigned long long) self->identity_seq, (unsigned long long) event->seq);
-        self->generation++;
-        zhashx_purge (self->cache);
-    }
-    if (new_epoch || event->seq > self->identity_seq) {
-        self->identity_seq = event->seq;
-        snprintf (self->identity_epoch, sizeof self->identity_epoch, "%s", event->epoch);
-    }
     if (strcmp (event->type, "identity.session.revoked") == 0) {
         Identity__SessionRevoked *p
             = identity__session_revoked__unpack (NULL, event->payload.len, event->payload.data);
@@ -226,6 +218,151 @@ gw_auth_on_event (gw_t *gw, const Ev__Event *event)
             identity__role_changed__free_unpacked (p, NULL);
         }
     }
+}
+
+/*  Missed events that cannot be had again (pruned, identity's database is
+    new, identity does not answer): nothing cached can be trusted, and
+    every socket's token is checked again now. */
+static void
+s_lost_events (gw_t *gw, const char *why)
+{
+    gw_auth_t *self = gw->auth;
+    log_warn (NULL, "identity events were lost (%s): dropping every cached caller and checking "
+              "every WebSocket's token again", why);
+    self->generation++;
+    zhashx_purge (self->cache);
+    self->replay_next = self->replay_to = 0;
+    gw_ws_recheck_all (gw);
+}
+
+static void s_replay_page (gw_t *gw);
+
+static void
+s_replay_done (void *arg, const Bus__Reply *reply)
+{
+    gw_t *gw = arg;
+    gw_auth_t *self = gw->auth;
+    self->replay_call = 0;
+    if (gw->stopping)
+        return;
+    Bus__ReplayReply *r = NULL;
+    if (reply->status == ST_OK)
+        r = bus__replay_reply__unpack (NULL, reply->body.len, reply->body.data);
+    if (!r) {
+        s_lost_events (gw, reply->status == ST_OK ? "an unreadable replay" : status_name (reply->status));
+        return;
+    }
+    if (strcmp (r->epoch ? r->epoch : "", self->identity_epoch) != 0)
+        s_lost_events (gw, "identity's outbox has a new epoch");
+    else if (r->oldest > self->replay_next)
+        s_lost_events (gw, "pruned before they could be fetched");
+    else {
+        uint64_t next = self->replay_next;
+        for (size_t i = 0; i < r->n_events; i++) {
+            Ev__Event *e = ev__event__unpack (NULL, r->events[i].len, r->events[i].data);
+            if (e && e->type && e->seq >= next && strncmp (e->type, "identity.", 9) == 0) {
+                s_apply (gw, e);
+                gw_ws_on_event (gw, e);
+                next = e->seq + 1;
+            }
+            if (e)
+                ev__event__free_unpacked (e, NULL);
+        }
+        if (r->n_events == 0 || next > r->head)
+            next = self->replay_to + 1;     /* nothing more there */
+        self->replay_next = next;
+        if (next <= self->replay_to)
+            s_replay_page (gw);
+        else {
+            log_info (NULL, "identity events fetched again up to seq=%llu",
+                      (unsigned long long) self->replay_to);
+            self->replay_next = self->replay_to = 0;
+        }
+    }
+    bus__replay_reply__free_unpacked (r, NULL);
+}
+
+static void
+s_replay_page (gw_t *gw)
+{
+    gw_auth_t *self = gw->auth;
+    Bus__ReplayRequest req = BUS__REPLAY_REQUEST__INIT;
+    req.from_seq = self->replay_next;
+    req.limit = 500;
+    bus_call_opts_t opts = {.timeout_ms = 5000, .flags = BUS_CALL_RETRY};
+    self->replay_call = bus_client_send (gw->bus, "identity", "sys.replay", &req.base, &opts,
+                                         s_replay_done, gw);
+    if (!self->replay_call)
+        s_lost_events (gw, "sys.replay could not be sent");
+    else
+        gw_bus_kick (gw);
+}
+
+/*  Events from..to were missed: fetch them (again, if a fetch is on). */
+static void
+s_missed (gw_t *gw, uint64_t from, uint64_t to)
+{
+    gw_auth_t *self = gw->auth;
+    log_warn (NULL, "identity events were missed, fetching them again from=%llu to=%llu",
+              (unsigned long long) from, (unsigned long long) to);
+    /*  Until they are here, nothing cached can be trusted. */
+    self->generation++;
+    zhashx_purge (self->cache);
+    if (self->replay_to && self->replay_next <= self->replay_to) {
+        if (from < self->replay_next)
+            self->replay_next = from;
+        if (to > self->replay_to)
+            self->replay_to = to;
+        if (self->replay_call)
+            return;
+    }
+    else {
+        self->replay_next = from;
+        self->replay_to = to;
+    }
+    s_replay_page (gw);
+}
+
+void
+gw_auth_on_event (gw_t *gw, const Ev__Event *event)
+{
+    if (!event->source || strcmp (event->source, "identity") != 0 || !event->type || !event->epoch)
+        return;
+    gw_auth_t *self = gw->auth;
+    int beacon = strcmp (event->type, "sys.head") == 0;
+    if (!beacon && strncmp (event->type, "identity.", 9) != 0)
+        return;
+    int new_epoch = strcmp (self->identity_epoch, event->epoch) != 0;
+    if (!self->identity_epoch[0]) {
+        /*  The first word from identity: where we start (nothing cached
+            predates it that an event could concern). */
+        snprintf (self->identity_epoch, sizeof self->identity_epoch, "%s", event->epoch);
+        self->identity_seq = beacon || !event->seq ? event->seq : event->seq - 1;
+        new_epoch = 0;
+    }
+    if (new_epoch) {
+        snprintf (self->identity_epoch, sizeof self->identity_epoch, "%s", event->epoch);
+        self->identity_seq = beacon ? event->seq : event->seq ? event->seq - 1 : 0;
+        self->beacons_ahead = 0;
+        s_lost_events (gw, "identity's outbox has a new epoch");
+    }
+    if (beacon) {
+        /*  One beacon ahead is normal (its events may still be on their
+            way); two in a row means they were lost (docs/bus.md §14.3). */
+        if (event->seq > self->identity_seq && ++self->beacons_ahead >= 2) {
+            s_missed (gw, self->identity_seq + 1, event->seq);
+            self->identity_seq = event->seq;
+            self->beacons_ahead = 0;
+        }
+        else if (event->seq <= self->identity_seq)
+            self->beacons_ahead = 0;
+        return;
+    }
+    if (event->seq > self->identity_seq + 1)
+        s_missed (gw, self->identity_seq + 1, event->seq - 1);
+    if (event->seq > self->identity_seq)
+        self->identity_seq = event->seq;
+    s_apply (gw, event);
 }
 
 void

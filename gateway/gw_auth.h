@@ -23,7 +23,11 @@ void gw_auth_destroy (gw_auth_t **self_p);
 void gw_auth_resolve (gw_t *gw, const char *token, const char *ip, const char *user_agent,
                       const char *trace, uint64_t req_id, gw_auth_done_fn *done);
 
-/*  Drops cache entries that an identity event makes stale. */
+/*  Drops cache entries that an identity event makes stale. Follows
+    identity's sequence (events and sys.head beacons): events it missed
+    are fetched again with sys.replay and applied, here and to the
+    WebSockets (a revoked session's sockets close); when they cannot be had,
+    every cached caller is dropped and every socket's token checked again. */
 void gw_auth_on_event (gw_t *gw, const Ev__Event *event);
 
 size_t gw_auth_cached (gw_t *gw);

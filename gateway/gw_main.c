@@ -217,6 +217,7 @@ main (int argc, char **argv)
     if (!gw->reqs || !gw->fallback || !gw->auth || !gw->metrics || !gw->bus || !gw->sub)
         goto fail;
     zsock_set_subscribe (gw->sub, "identity.");
+    zsock_set_subscribe (gw->sub, "sys.head");  /* identity's beacons (gw_auth.c) */
     zsock_set_subscribe (gw->sub, "chat.");     /* for WebSocket clients (gw_ws.c) */
     gw_ws_opts_t ws_opts = {0};
     int ws_ok[4];

@@ -1082,6 +1082,27 @@ s_check_due (ws_conn_t *c)
     gw_auth_resolve (s_ws.gw, c->token, c->ip, c->user_agent, c->trace, c->id, s_auth_done);
 }
 
+void
+gw_ws_recheck_all (gw_t *gw)
+{
+    (void) gw;
+    if (!s_ws.started || !s_ws.conns)
+        return;
+    /*  Ids first: a check may close a socket while the map is walked. */
+    size_t n = u64map_size (s_ws.conns), got = 0, cursor = 0;
+    uint64_t *ids = malloc ((n ? n : 1) * sizeof *ids);
+    uint64_t id;
+    void *value;
+    while (ids && got < n && u64map_next (s_ws.conns, &cursor, &id, &value))
+        ids[got++] = id;
+    for (size_t i = 0; i < got; i++) {
+        ws_conn_t *c = u64map_get (s_ws.conns, ids[i]);
+        if (c)
+            s_check_due (c);
+    }
+    free (ids);
+}
+
 /* --- keep-alive --- */
 
 /*  A ping when the socket's time comes; at the next, still no pong: the

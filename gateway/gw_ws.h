@@ -49,6 +49,10 @@ void gw_ws_destroy (gw_t *gw);
 /*  An event from the subscription: pushes it to the sockets it concerns. */
 void gw_ws_on_event (gw_t *gw, const Ev__Event *event);
 
+/*  Checks every signed-in socket's token again now (identity events were
+    lost: a session may have ended unannounced). */
+void gw_ws_recheck_all (gw_t *gw);
+
 /*  A message from another gateway (gw_peers.h): typing and presence of
     users with sockets there, delivered to the sockets here. */
 void gw_ws_on_peer (gw_t *gw, const json_t *msg);

@@ -725,6 +725,48 @@ describe('WebSocket: two gateways on one platform (behind a load balancer)', { t
         c.close();
     });
 
+    it('a session ended while its gateway missed the event (stopped, its queue overflowed) still closes its socket: the gateway fetches what it missed', async () => {
+        const u = await signUp(g2, { fullName: 'Ирина Пропущенная' });
+        const second = ok(await loginByCode(g2, u.phone), 200, 'second session');
+        const first = ok(await g2.get('/v1/me/sessions', { token: second.token }), 200, 'sessions').items
+            .find((x) => !x.current);
+        const flooders = [];
+        for (let i = 0; i < 8; i++) flooders.push(await signUp(g2, { fullName: `Участник Нагрузки ${i}` }));
+        const sock = await signedIn(stack, u);
+        const other = await signedIn(stack, { ...u, token: second.token });
+        assert.equal((await stack.get('/v1/me', { token: u.token })).status, 200, 'the token is cached');
+        const logBefore = stack.log('gateway').length;
+        stack.kill('gateway', 'SIGSTOP');
+        try {
+            // More identity events than the stopped gateway's queues hold
+            // (ZeroMQ's high-water marks on both sides, the socket buffers),
+            // then the revocation, which is dropped with the rest.
+            const pairs = 2500;
+            let next = 0;
+            const worker = async (user) => {
+                while (next < pairs) {
+                    next += 1;
+                    ok(await g2.post(`/v1/orgs/${w.org}/members/${user.id}/roles`, { role: 'administration' },
+                        { token: w.admin.token }), 200, 'grant');
+                    const del = await g2.del(`/v1/orgs/${w.org}/members/${user.id}/roles/administration`,
+                        { token: w.admin.token });
+                    assert.equal(del.status, 204, `revoke: ${del.status} ${del.text}`);
+                }
+            };
+            await Promise.all(flooders.map((f) => worker(f.user)));
+            ok(await g2.del(`/v1/me/sessions/${first.id}`, { token: second.token }), 204, 'end the first session');
+        } finally {
+            stack.kill('gateway', 'SIGCONT');
+        }
+        const frame = await sock.next((f) => f.type === 'session.revoked', 'session.revoked, fetched again', 20000);
+        assert.equal(frame.type, 'session.revoked');
+        assert.equal((await sock.closeCode('the ended session\'s socket')).code, 4003);
+        assert.match(stack.log('gateway').slice(logBefore), /identity events were missed, fetching them again/);
+        assertError(await stack.get('/v1/me', { token: u.token }), 401, 'unauthorized');
+        await other.roundTrip('the other session\'s socket stays');
+        other.close();
+    });
+
     it('what is not a gateway\'s message on the gateways\' channel is dropped; both gateways go on', async () => {
         const a = await signedIn(stack, w.a);
         const b = await signedIn(g2, w.b);
