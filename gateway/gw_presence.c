@@ -263,7 +263,6 @@ gw_presence_stop (gw_t *gw)
 typedef struct {
     gw_t *gw;
     uint64_t req_id;
-    int64_t start_us;
     size_t n;
     char **user_ids;            /* n, malloc'd */
 } presence_req_t;
@@ -348,38 +347,14 @@ s_read_done (gw_t *gw, redisReply *reply, void *arg)
     s_presence_req_free (p);
 }
 
+/*  chat.audience answered (gw_req_call: only while the request lives). */
 static void
-s_reply_bus_error (gw_req_t *req, const Bus__Reply *reply)
+s_audience_done (gw_req_t *req, const Bus__Reply *reply, void *arg)
 {
-    if (reply->status == ST_RATE_LIMITED) {
-        char value[16];
-        snprintf (value, sizeof value, "%d", reply->retry_after > 0 ? reply->retry_after : 1);
-        gw_req_set_header (req, "retry-after", value);
-    }
-    if (reply->status == ST_INTERNAL)
-        log_error (gw_req_trace (req), "service failed method=chat.audience message=\"%s\"",
-                   reply->message ? reply->message : "");
-    const char *code = reply->code && *reply->code ? reply->code : status_name (reply->status);
-    const char *message
-        = reply->message && *reply->message ? reply->message : status_name (reply->status);
-    gw_reply_error (req, status_http (reply->status), code, message,
-                    reply->field ? reply->field : NULL);
-}
-
-static void
-s_audience_done (void *arg, const Bus__Reply *reply)
-{
-    presence_req_t *p = arg;
-    gw_t *gw = p->gw;
-    gw_metrics_bus (gw->metrics, "chat.audience", reply->status, clock_mono_us () - p->start_us);
-    gw_req_t *req = gw_req_find (gw, p->req_id);
-    if (!req) {
-        s_presence_req_free (p);
-        return;
-    }
+    (void) arg;
+    gw_t *gw = gw_req_gw (req);
     if (reply->status != ST_OK) {
-        s_reply_bus_error (req, reply);
-        s_presence_req_free (p);
+        gw_reply_bus_error (req, reply);
         return;
     }
     Chat__AudienceReply *audience
@@ -387,9 +362,16 @@ s_audience_done (void *arg, const Bus__Reply *reply)
     if (!audience) {
         log_error (gw_req_trace (req), "reply does not decode method=chat.audience");
         gw_reply_error (req, 500, "internal", "the service's reply could not be read", NULL);
-        s_presence_req_free (p);
         return;
     }
+    presence_req_t *p = calloc (1, sizeof *p);
+    if (!p) {
+        chat__audience_reply__free_unpacked (audience, NULL);
+        gw_reply_error (req, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    p->gw = gw;
+    p->req_id = gw_req_id (req);
     /*  chat.audience answers members only; check anyway (deny by default). */
     int member = 0;
     for (size_t i = 0; i < audience->n_user_ids; i++)
@@ -448,26 +430,7 @@ gw_presence_http (gw_req_t *req)
         gw_reply_error (req, 400, "bad_request", "chat_id must be a chat's id", "chat_id");
         return;
     }
-    presence_req_t *p = calloc (1, sizeof *p);
-    if (!p) {
-        gw_reply_error (req, 503, "unavailable", "out of memory", NULL);
-        return;
-    }
-    p->gw = gw;
-    p->req_id = gw_req_id (req);
-    p->start_us = clock_mono_us ();
     Chat__AudienceRequest msg = CHAT__AUDIENCE_REQUEST__INIT;
     msg.chat_id = (char *) chat_id;
-    bus_call_opts_t opts = {
-        .timeout_ms = gw->call_timeout_ms,
-        .flags = BUS_CALL_RETRY,
-        .caller = gw_req_caller (req),
-        .trace_id = gw_req_trace (req),
-    };
-    if (!bus_client_send (gw->bus, "chat", "chat.audience", &msg.base, &opts, s_audience_done, p)) {
-        s_presence_req_free (p);
-        gw_reply_error (req, 503, "unavailable", "cannot reach the bus", NULL);
-        return;
-    }
-    gw_bus_kick (gw);
+    gw_req_call (req, "chat", "chat.audience", &msg.base, gw->call_timeout_ms, s_audience_done, NULL);
 }
