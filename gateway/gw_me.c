@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-#define ME_MAX_ORGS 1000        /* organisations one org.me takes (org.proto) */
+#define ME_MAX_ORGS ORG__ME_LIMITS__ME_MAX_ORG_IDS   /* organisations one org.me takes */
 
 typedef struct {
     int64_t deadline_us;        /* monotonic */

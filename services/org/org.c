@@ -15,7 +15,7 @@
 #include <time.h>
 
 #define ROLE_BIT(r) (1 << (r))
-#define ME_MAX_ORGS 1000        /* organisations one org.me names (org.proto) */
+#define ME_MAX_ORGS ORG__ME_LIMITS__ME_MAX_ORG_IDS   /* organisations one org.me takes */
 #define USERS_GET_MAX 1000      /* ids one identity.users_get takes */
 
 /* --- helpers --- */
