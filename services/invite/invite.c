@@ -123,12 +123,13 @@ s_may_invite (bus_call_t *call, const Invite__CreateRequest *req, Org__Unit *uni
                               "only admins and verified teachers may invite");
     if (req->role != BUS__ROLE__ROLE_STUDENT && req->role != BUS__ROLE__ROLE_PARENT)
         return bus_call_fail (call, ST_FORBIDDEN, "role", "teachers invite students and parents");
-    if (unit && unit->_curator_id_case && strcmp (unit->curator_id, caller->user_id) == 0)
+    /*  Every place named must be theirs, and at least one is named. */
+    int unit_ok = !unit || (unit->_curator_id_case && strcmp (unit->curator_id, caller->user_id) == 0);
+    int chat_ok = !chat || chat->role == CHAT__MEMBER_ROLE__MEMBER_ROLE_OWNER
+                  || chat->role == CHAT__MEMBER_ROLE__MEMBER_ROLE_MODERATOR;
+    if ((unit || chat) && unit_ok && chat_ok)
         return ST_OK;
-    if (chat && (chat->role == CHAT__MEMBER_ROLE__MEMBER_ROLE_OWNER
-                 || chat->role == CHAT__MEMBER_ROLE__MEMBER_ROLE_MODERATOR))
-        return ST_OK;
-    return bus_call_fail (call, ST_FORBIDDEN, unit ? "unit_id" : "chat_id",
+    return bus_call_fail (call, ST_FORBIDDEN, !unit_ok || !chat ? "unit_id" : "chat_id",
                           "teachers invite into a group they curate or a chat they run");
 }
 
@@ -166,6 +167,9 @@ s_create (bus_call_t *call, const void *request, void **reply)
             return bus_call_fail (call, ST_NOT_FOUND, "chat_id", "no such chat");
         if (chat->archived)
             return bus_call_fail (call, ST_CONFLICT, "chat_id", "the chat is archived");
+        if (chat->kind == CHAT__CHAT_KIND__CHAT_KIND_DIRECT)
+            return bus_call_fail (call, ST_BAD_REQUEST, "chat_id",
+                                  "a direct chat is between two people: nobody is invited into it");
         snprintf (inv.chat_id, sizeof inv.chat_id, "%s", chat->id);
     }
     if ((st = s_may_invite (call, req, unit, chat)))
@@ -412,18 +416,63 @@ s_preview (bus_call_t *call, const void *request, void **reply)
     return ST_OK;
 }
 
-/*  The effects of joining: the role, the unit, the guardian link, the chat.
-    Each is idempotent, so a retry after a partial failure is safe. */
+/*  Whether joining can be done at all, asked of each service without
+    changing anything: what would refuse for good (an archived group or
+    chat, a student already in another group, a named student who is no
+    longer one) refuses before the role is granted, so a refused join
+    leaves nothing behind. */
+static status_t
+s_join_check (bus_call_t *call, const char *org_id, int role, const char *unit_id,
+              const char *student_id, const char *chat_id, const char *user_id)
+{
+    status_t st;
+    if ((unit_id && *unit_id && role == BUS__ROLE__ROLE_STUDENT) || role == BUS__ROLE__ROLE_TEACHER) {
+        Org__UnitJoinRequest join = ORG__UNIT_JOIN_REQUEST__INIT;
+        join.org_id = (char *) org_id;
+        join.unit_id = (char *) (unit_id ? unit_id : "");
+        join.user_id = (char *) user_id;
+        join.role = (Bus__Role) role;
+        join.check_only = 1;
+        if ((st = bus_call_forward (call, "org", "org.unit_join", &join.base, NULL, NULL)))
+            return st;
+    }
+    if (student_id && *student_id) {
+        Org__GuardianAddRequest g = ORG__GUARDIAN_ADD_REQUEST__INIT;
+        g.org_id = (char *) org_id;
+        g.parent_id = (char *) user_id;
+        g.student_id = (char *) student_id;
+        g.check_only = 1;
+        if ((st = bus_call_forward (call, "org", "org.guardian_add", &g.base, NULL, NULL)))
+            return st;
+    }
+    if (chat_id && *chat_id) {
+        Chat__Chat *chat = NULL;
+        if ((st = s_chat (call, chat_id, &chat)))
+            return st;
+        if (chat->archived)
+            return bus_call_fail (call, ST_CONFLICT, "chat_id", "the chat is archived");
+        if (chat->kind == CHAT__CHAT_KIND__CHAT_KIND_DIRECT)
+            return bus_call_fail (call, ST_BAD_REQUEST, "chat_id", "nobody joins a direct chat");
+    }
+    return ST_OK;
+}
+
+/*  The effects of joining: the role, the unit, the guardian link, the chat,
+    after s_join_check said they can be had. Each is idempotent, so a retry
+    after a partial failure (a service down midway) is safe. */
 static status_t
 s_join_effects (bus_call_t *call, const char *org_id, int role, const char *unit_id,
                 const char *student_id, const char *chat_id, const char *user_id)
 {
+    status_t st = s_join_check (call, org_id, role, unit_id, student_id, chat_id, user_id);
+    if (st != ST_OK)
+        return st;
     Identity__RoleGrantRequest grant = IDENTITY__ROLE_GRANT_REQUEST__INIT;
     grant.org_id = (char *) org_id;
     grant.user_id = (char *) user_id;
     grant.role = (Bus__Role) role;
-    status_t st = bus_call_forward (call, "identity", "identity.role_grant", &grant.base,
-                          &identity__org_role__descriptor, NULL);
+    st = bus_call_forward (call, "identity", "identity.role_grant", &grant.base,
+                           &identity__org_role__descriptor, NULL);
     if (st != ST_OK)
         return st;
     /*  Students join their group; every teacher joins the staff group
@@ -438,7 +487,7 @@ s_join_effects (bus_call_t *call, const char *org_id, int role, const char *unit
             return st;
     }
     if (student_id && *student_id) {
-        Org__GuardianRequest g = ORG__GUARDIAN_REQUEST__INIT;
+        Org__GuardianAddRequest g = ORG__GUARDIAN_ADD_REQUEST__INIT;
         g.org_id = (char *) org_id;
         g.parent_id = (char *) user_id;
         g.student_id = (char *) student_id;
@@ -707,7 +756,9 @@ static status_t
 s_join_list (bus_call_t *call, const void *request, void **reply)
 {
     const Invite__JoinListRequest *req = request;
-    return s_join_list_common (call, req->org_id, NULL, req->status, req->cursor, req->limit, 1, reply);
+    /*  No phones: the people asking are not members of the org yet
+        (API.md: a phone is shown to admins of an org the user is in). */
+    return s_join_list_common (call, req->org_id, NULL, req->status, req->cursor, req->limit, 0, reply);
 }
 
 static status_t

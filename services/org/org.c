@@ -1266,16 +1266,24 @@ s_guardian_unlink (bus_call_t *call, const void *request, void **reply)
 static status_t
 s_guardian_add (bus_call_t *call, const void *request, void **reply)
 {
-    const Org__GuardianRequest *req = request;
+    const Org__GuardianAddRequest *add = request;
+    Org__GuardianRequest link = ORG__GUARDIAN_REQUEST__INIT;
+    link.org_id = add->org_id;
+    link.parent_id = add->parent_id;
+    link.student_id = add->student_id;
+    const Org__GuardianRequest *req = &link;
     if (bus_call_check_id (call, "org_id", req->org_id) || bus_call_check_id (call, "parent_id", req->parent_id)
         || bus_call_check_id (call, "student_id", req->student_id))
         return ST_BAD_REQUEST;
     status_t st;
-    if ((st = s_need_role (call, req->org_id, req->parent_id, BUS__ROLE__ROLE_PARENT, "parent_id",
-                           "not_a_parent", "a parent"))
+    if ((!add->check_only
+         && (st = s_need_role (call, req->org_id, req->parent_id, BUS__ROLE__ROLE_PARENT,
+                               "parent_id", "not_a_parent", "a parent")))
         || (st = s_need_role (call, req->org_id, req->student_id, BUS__ROLE__ROLE_STUDENT,
                               "student_id", "not_a_student", "a student")))
         return st;
+    if (add->check_only)
+        return ST_OK;
     char group[ULID_LEN + 1] = "";
     if (orgstore_student_group (bus_call_db (call), req->org_id, req->student_id, group,
                                 sizeof group) < 0)
@@ -1612,7 +1620,8 @@ s_summary (bus_call_t *call, const void *request, void **reply)
 
 /*  Adds a user to a unit in the role the unit takes: a student to a
     group (at most one group per org), a teacher to the staff group. For
-    invitations; the role itself was granted in identity. */
+    invitations: asked first with check_only (whether it can be done at
+    all), then, once the role is granted in identity, for real. */
 static status_t
 s_unit_join_txn (bus_call_t *call, void *arg)
 {
@@ -1629,7 +1638,7 @@ s_unit_join_txn (bus_call_t *call, void *arg)
     if (req->role == BUS__ROLE__ROLE_TEACHER) {
         if (unit->kind != BUS__UNIT_KIND__UNIT_KIND_STAFF)
             return bus_call_fail (call, ST_BAD_REQUEST, "unit_id", "teachers join the staff group");
-        return s_join_staff (call, req->org_id, req->user_id, "invitation");
+        return req->check_only ? ST_OK : s_join_staff (call, req->org_id, req->user_id, "invitation");
     }
     if (req->role != BUS__ROLE__ROLE_STUDENT || unit->kind != BUS__UNIT_KIND__UNIT_KIND_GROUP)
         return bus_call_fail (call, ST_BAD_REQUEST, "unit_id", "students join a group");
@@ -1643,6 +1652,8 @@ s_unit_join_txn (bus_call_t *call, void *arg)
         bus_call_set_code (call, "already_in_group");
         return bus_call_fail (call, ST_CONFLICT, "unit_id", "the student is already in another group");
     }
+    if (req->check_only)
+        return ST_OK;
     if (orgstore_member_add (db, req->org_id, unit->id, BUS__UNIT_KIND__UNIT_KIND_GROUP, req->user_id,
                              BUS__ROLE__ROLE_STUDENT, bus_call_now (call)) < 0
         || orgstore_leave_clear (db, req->org_id, req->user_id)

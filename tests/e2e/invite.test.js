@@ -362,6 +362,85 @@ describe('invitations and join requests', { timeout: 900000 }, () => {
         expectStatus(await stack.del(`/v1/orgs/${w.a.id}/invitations/${ok.id}`, { token: w.t1.token }), 204);
     });
 
+    it('a teacher\'s link naming a group and a chat needs both to be theirs; nobody is invited into a direct chat', async () => {
+        const own = expectStatus(await stack.post(`/v1/orgs/${w.a.id}/chats`, { kind: 'group', title: 'Кружок робототехники' },
+            { token: w.t1.token }), 201, 'the curator\'s own chat');
+        const chats = expectStatus(await stack.get('/v1/chats', { token: w.t1.token }), 200).items;
+        const staffChannel = chats.find((c) => c.audience === 'staff');
+        assert.ok(staffChannel, JSON.stringify(chats));
+        const dm = expectStatus(await stack.post(`/v1/orgs/${w.a.id}/direct`, { user_id: w.s2.user.id }, { token: w.s1.token }),
+            201, 'a direct chat of two students');
+        const before = await invitations(stack, w.a);
+        const tryInvite = (who, body) => stack.post(`/v1/orgs/${w.a.id}/invitations`, body, { token: who.token });
+        forbid(await tryInvite(w.t1, { role: 'student', unit_id: w.g2.id, chat_id: own.id }),
+            'the curator\'s own chat, but another teacher\'s group');
+        forbid(await tryInvite(w.t1, { role: 'student', unit_id: w.g1.id, chat_id: staffChannel.id }),
+            'the curator\'s own group, but the staff channel they only read');
+        forbid(await tryInvite(w.t1, { role: 'parent', chat_id: staffChannel.id }), 'a chat they do not run');
+        for (const who of [w.a.admin, w.t1])
+            assertError(await tryInvite(who, { role: 'parent', chat_id: dm.id }), 400, 'bad_request', 'chat_id',
+                'into two students\' direct chat');
+        assert.deepEqual(await invitations(stack, w.a), before, 'no invitation was made');
+        // Both their own: made, and accepting it joins both.
+        const inv = await invite(stack, w.a, w.t1, { role: 'student', unit_id: w.g1.id, chat_id: own.id });
+        const newcomer = await signUp(stack, { fullName: 'Новичок Кружка' });
+        expectStatus(await accept(stack, inv.token, newcomer), 200, 'accept');
+        assert.ok((await unitMembers(stack, w.a, w.g1)).includes(newcomer.user.id), 'in the group');
+        const members = expectStatus(await stack.get(`/v1/chats/${own.id}/members?limit=200`, { token: w.t1.token }), 200);
+        assert.ok(members.items.some((m) => m.user.id === newcomer.user.id), 'in the chat');
+        // Leave the shared fixture as it was.
+        expectStatus(await stack.post(`/v1/orgs/${w.a.id}/movements`, { kind: 'expel', user_id: newcomer.user.id },
+            { token: w.a.admin.token }), 201);
+    });
+
+    it('a join that cannot be done leaves nothing behind: no role, no membership, the use given back', async () => {
+        // A student link to a group archived since; a parent link naming a
+        // student expelled since; a join request to a group archived since.
+        const gx = await newUnit(stack, w.a, { kind: 'group', name: 'ТП-91', code: 'ТП-91', year: 1 });
+        const gy = await newUnit(stack, w.a, { kind: 'group', name: 'ТП-92', code: 'ТП-92', year: 1 });
+        const sx = await student(stack, w.a, gx, 'Студент Отчисляемый');
+        const toArchived = await invite(stack, w.a, w.a.admin, { role: 'student', unit_id: gx.id });
+        const parentLink = await invite(stack, w.a, w.a.admin, { role: 'parent', unit_id: gx.id, student_id: sx.user.id });
+        const asker = await signUp(stack, { fullName: 'Просящийся В Группу' });
+        const request = expectStatus(await stack.post(`/v1/orgs/${w.a.id}/join-requests`, { role: 'student', unit_id: gy.id },
+            { token: asker.token }), 201);
+        expectStatus(await stack.post(`/v1/orgs/${w.a.id}/movements`, { kind: 'expel', user_id: sx.user.id },
+            { token: w.a.admin.token }), 201);
+        expectStatus(await stack.patch(`/v1/orgs/${w.a.id}/units/${gx.id}`, { archived: true }, { token: w.a.admin.token }), 200);
+        expectStatus(await stack.patch(`/v1/orgs/${w.a.id}/units/${gy.id}`, { archived: true }, { token: w.a.admin.token }), 200);
+
+        const u1 = await signUp(stack, { fullName: 'Опоздавший Студент' });
+        assertError(await accept(stack, toArchived.token, u1), 409, undefined, 'unit_id', 'a link to an archived group');
+        const u2 = await signUp(stack, { fullName: 'Опоздавший Родитель' });
+        assertError(await accept(stack, parentLink.token, u2), 400, 'not_a_student', 'student_id',
+            'a parent link naming a student expelled since');
+        assertError(await stack.post(`/v1/orgs/${w.a.id}/join-requests/${request.id}/approve`, undefined,
+            { token: w.a.admin.token }), 409, undefined, 'unit_id', 'approving a request to an archived group');
+        for (const [who, name] of [[u1, 'the student'], [u2, 'the parent'], [asker, 'the requester']])
+            assert.equal(membershipIn(await me(stack, who), w.a.id), undefined, `${name} holds no role in the org`);
+        const rows = await invitations(stack, w.a);
+        assert.equal(rows[toArchived.id].uses, 0, 'the use was given back');
+        assert.equal(rows[parentLink.id].uses, 0, 'the use was given back');
+        const pending = expectStatus(await stack.get(`/v1/orgs/${w.a.id}/join-requests?status=pending`, { token: w.a.admin.token }), 200);
+        assert.ok(pending.items.some((r) => r.id === request.id), 'the request is still pending');
+        expectStatus(await stack.post(`/v1/orgs/${w.a.id}/join-requests/${request.id}/reject`, { reason: 'группа закрыта' },
+            { token: w.a.admin.token }), 200);
+        for (const id of [toArchived.id, parentLink.id])
+            expectStatus(await stack.del(`/v1/orgs/${w.a.id}/invitations/${id}`, { token: w.a.admin.token }), 204);
+    });
+
+    it('a parent link naming a student who is no longer one: refused, and the parent role is not given', async () => {
+        const gz = await newUnit(stack, w.a, { kind: 'group', name: 'ТП-93', code: 'ТП-93', year: 1 });
+        const sz = await student(stack, w.a, gz, 'Студент Ушедший');
+        const link = await invite(stack, w.a, w.a.admin, { role: 'parent', student_id: sz.user.id });
+        expectStatus(await stack.del(`/v1/orgs/${w.a.id}/members/${sz.user.id}/roles/student`, { token: w.a.admin.token }), 204);
+        const parent = await signUp(stack, { fullName: 'Родитель Ушедшего' });
+        assertError(await accept(stack, link.token, parent), 400, 'not_a_student', 'student_id', 'the named student left');
+        assert.equal(membershipIn(await me(stack, parent), w.a.id), undefined, 'no parent role');
+        assert.equal((await invitations(stack, w.a))[link.id].uses, 0, 'the use was given back');
+        expectStatus(await stack.del(`/v1/orgs/${w.a.id}/invitations/${link.id}`, { token: w.a.admin.token }), 204);
+    });
+
     it('a curator\'s parent link cannot name a student of another group', async () => {
         // Curators link guardians for their own group's students only (org
         // rules); a parent link naming a student would link the guardian on
@@ -556,7 +635,7 @@ describe('invitations and join requests', { timeout: 900000 }, () => {
         const row = pending.items.find((r) => r.id === reqId);
         assert.ok(row, JSON.stringify(pending));
         assert.deepEqual({ user: row.user, role: row.role, unit_id: row.unit_id, message: row.message, status: row.status },
-            { user: { id: u.user.id, full_name: 'Желающий Учиться', phone: u.phone }, role: 'student', unit_id: w.g3.id,
+            { user: { id: u.user.id, full_name: 'Желающий Учиться', phone: null }, role: 'student', unit_id: w.g3.id,
                 message: 'Прошу зачислить в ТП-11', status: 'pending' });
         assert.ok(pending.items.some((r) => r.id === asParent.id));
 
