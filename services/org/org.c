@@ -166,7 +166,7 @@ s_application_create (bus_call_t *call, const void *request, void **reply)
     Org__ApplicationCreateRequest req = *(const Org__ApplicationCreateRequest *) request;
     Org__ApplicationAdmin admin;
     char phone[20];
-    if (s_line (call, "org_name", req.org_name, 2, 300, &req.org_name)
+    if (s_line (call, "org_name", req.org_name, 2, 200, &req.org_name)
         || s_line (call, "short_name", req.short_name, 0, 50, &req.short_name)
         || s_line (call, "region", req.region, 0, 200, &req.region)
         || s_line (call, "inn", req.inn, 0, 12, &req.inn))
@@ -423,7 +423,7 @@ s_update (bus_call_t *call, const void *request, void **reply)
         return bus_call_db_error (call);
     if (!found)
         return bus_call_fail (call, ST_NOT_FOUND, "org_id", "no such organisation");
-    if (req->_name_case && s_line (call, "name", req->name, 2, 300, &org->name))
+    if (req->_name_case && s_line (call, "name", req->name, 2, 200, &org->name))
         return ST_BAD_REQUEST;
     if (req->_short_name_case && s_line (call, "short_name", req->short_name, 1, 50, &org->short_name))
         return ST_BAD_REQUEST;
@@ -615,6 +615,9 @@ s_unit_update (bus_call_t *call, const void *request, void **reply)
             Org__Unit *p = NULL;
             if ((st = s_unit_load_field (call, "parent_id", req->org_id, req->parent_id, &p)))
                 return st;
+            int same = unit->_parent_id_case && unit->parent_id && strcmp (unit->parent_id, p->id) == 0;
+            if (p->archived && !same)
+                return bus_call_fail (call, ST_CONFLICT, "parent_id", "the parent unit is archived");
             int cycle = orgstore_unit_is_ancestor (db, unit->id, p->id);
             if (cycle < 0)
                 return bus_call_db_error (call);
