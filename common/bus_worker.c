@@ -452,8 +452,25 @@ s_pack_reply (bus_call_t *call, const ProtobufCMessage *body)
 
 /*  Idempotency records are per caller, method and key, and remember a hash
     of the request so that a key reused for something else is refused
-    rather than answered with another request's result. Anonymous calls
-    have no caller to scope a key to, so their keys are ignored. */
+    rather than answered with another request's result. A signed-in
+    caller's keys are theirs; an anonymous caller's (a public route:
+    applying, signing up) are scoped to the address they call from, so the
+    first answer goes back only to a retry of the very same request from
+    there. Calls with neither (another service's, with no caller) have no
+    scope, and their keys are ignored. */
+static const char *
+s_idem_scope (bus_call_t *call, char *buf, size_t size)
+{
+    const char *user = bus_call_user (call);
+    if (*user)
+        return user;
+    const Bus__Caller *caller = bus_call_caller (call);
+    if (!caller || !caller->ip || !*caller->ip)
+        return NULL;
+    snprintf (buf, size, "ip:%s", caller->ip);
+    return buf;
+}
+
 static void
 s_request_hash (bus_call_t *call, unsigned char out[16])
 {
@@ -467,9 +484,11 @@ s_idempotent_lookup (worker_t *w, bus_call_t *call, ProtobufCBinaryData *out)
 {
     sqlite3_stmt *stmt = db_stmt (w->db, "SELECT reply, request_hash FROM idempotency"
                                          " WHERE caller = ? AND method = ? AND key = ?");
-    if (!stmt)
+    char buf[80];
+    const char *scope = s_idem_scope (call, buf, sizeof buf);
+    if (!stmt || !scope)
         return -1;
-    sqlite3_bind_text (stmt, 1, bus_call_user (call), -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 1, scope, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text (stmt, 2, call->request->method, -1, SQLITE_STATIC);
     sqlite3_bind_text (stmt, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
     int found = 0;
@@ -496,11 +515,13 @@ s_idempotent_store (worker_t *w, bus_call_t *call, ProtobufCBinaryData reply)
     sqlite3_stmt *stmt = db_stmt (w->db, "INSERT OR REPLACE INTO idempotency"
                                          " (caller, method, key, reply, at, request_hash)"
                                          " VALUES (?, ?, ?, ?, ?, ?)");
-    if (!stmt)
+    char buf[80];
+    const char *scope = s_idem_scope (call, buf, sizeof buf);
+    if (!stmt || !scope)
         return -1;
     unsigned char hash[16];
     s_request_hash (call, hash);
-    sqlite3_bind_text (stmt, 1, bus_call_user (call), -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 1, scope, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text (stmt, 2, call->request->method, -1, SQLITE_STATIC);
     sqlite3_bind_text (stmt, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
     sqlite3_bind_blob (stmt, 4, reply.data, (int) reply.len, SQLITE_STATIC);
@@ -534,8 +555,10 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
     int64_t t0 = clock_mono_us ();
     void *reply_msg = NULL;
     ProtobufCBinaryData out = {0, NULL};
+    char scope_buf[80];
     int idempotent = (m->flags & BUS_WRITE) && request->idempotency_key
-                     && *request->idempotency_key && *bus_call_user (&call);
+                     && *request->idempotency_key
+                     && s_idem_scope (&call, scope_buf, sizeof scope_buf);
     int txn = (m->flags & BUS_WRITE) && !(m->flags & BUS_NOTXN);
 
     ProtobufCMessage *msg = protobuf_c_message_unpack (

@@ -9,7 +9,7 @@ const { describe, it, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const {
-    startStack, stackForSuite, limits, assertError, requestCode, newPhone, waitFor, alive,
+    startStack, stackForSuite, limits, assertError, requestCode, newPhone, waitFor, alive, signUp,
 } = require('./lib/stack');
 
 const SERVICES = ['identity', 'org', 'invite', 'chat', 'meet', 'audit'];
@@ -394,6 +394,51 @@ function randomPath(r) {
     if (int(r, 3) === 0) p += '?' + pick(r, ['a=1', 'phone=%2B7999', 'limit=-1', '&&&', '=', 'x'.repeat(2000) + '=1']);
     return p;
 }
+
+describe('Idempotency-Key (API.md Conventions): a retried create returns the first result', { timeout: 180000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    const application = (adminPhone) => ({
+        org_name: 'Колледж повторных запросов', short_name: 'КПЗ', region: 'Рязанская область',
+        admin: { full_name: 'Администратор Повторов', phone: adminPhone, email: 'admin@retry.example' },
+        order_number: '3-к', order_date: '2026-08-20',
+    });
+
+    it('anonymous (applying) and signed in (making a unit): same key and body, same answer, one thing made; another body, 409', async () => {
+        const op = await signUp(stack, { phone: stack.operatorPhone(), fullName: 'Оператор Платформы' });
+        const adminPhone = newPhone();
+        const key = { 'Idempotency-Key': 'apply-2026-11-28-a' };
+        const first = await stack.post('/v1/org-applications', application(adminPhone), { headers: key });
+        assert.equal(first.status, 201, first.text);
+        const again = await stack.post('/v1/org-applications', application(adminPhone), { headers: key });
+        assert.equal(again.status, 201, again.text);
+        assert.equal(again.json.id, first.json.id, 'the retry answers the first application');
+        const other = await stack.post('/v1/org-applications', application(newPhone()), { headers: key });
+        assertError(other, 409, undefined, undefined, 'the key used for another application');
+        const listed = await stack.get('/v1/org-applications?status=pending&limit=200', { token: op.token });
+        assert.equal(listed.status, 200, listed.text);
+        assert.equal(listed.json.items.filter((a) => a.org_name === 'Колледж повторных запросов').length, 1,
+            'one application stored');
+
+        const approved = await stack.post(`/v1/org-applications/${first.json.id}/approve`, undefined, { token: op.token });
+        assert.equal(approved.status, 200, approved.text);
+        const admin = await signUp(stack, { phone: adminPhone, fullName: 'Администратор Повторов' });
+        const org = approved.json.org_id;
+        const unitKey = { 'Idempotency-Key': 'unit-1' };
+        const body = { kind: 'department', name: 'Отделение повторов' };
+        const u1 = await stack.post(`/v1/orgs/${org}/units`, body, { token: admin.token, headers: unitKey });
+        assert.equal(u1.status, 201, u1.text);
+        const u2 = await stack.post(`/v1/orgs/${org}/units`, body, { token: admin.token, headers: unitKey });
+        assert.equal(u2.status, 201, u2.text);
+        assert.equal(u2.json.id, u1.json.id, 'the retry answers the first unit');
+        assertError(await stack.post(`/v1/orgs/${org}/units`, { kind: 'department', name: 'Другое отделение' },
+            { token: admin.token, headers: unitKey }), 409, undefined, undefined, 'the key used for another unit');
+        const units = await stack.get(`/v1/orgs/${org}/units?limit=200`, { token: admin.token });
+        assert.equal(units.json.items.filter((u) => u.kind === 'department').length, 1, 'one department made');
+    });
+});
 
 describe('bad input never gets a 500', { timeout: 300000 }, () => {
     const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
