@@ -213,7 +213,7 @@ invstore_revoke_unused (db_t *db, const char *org_id, int64_t created_before, in
                         arena_t *arena, char ***ids, size_t *count)
 {
     sqlite3_stmt *stmt = db_stmt (db, "UPDATE invitations SET revoked_at = ?1 WHERE org_id = ?2"
-                                      " AND revoked_at IS NULL AND uses = 0 AND expires_at > ?1"
+                                      " AND revoked_at IS NULL AND uses < max_uses AND expires_at > ?1"
                                       " AND created_at <= ?3 RETURNING id");
     if (!stmt)
         return -1;

@@ -209,16 +209,19 @@ describe('invitations and join requests', { timeout: 900000 }, () => {
         assert.deepEqual(pMe.roles, ['parent']);
         assert.deepEqual(pMe.students, [{ id: students[0].user.id, full_name: 'Алексей Первокурсников' }], 'the guardian link is visible');
 
-        // Links nobody claimed: the admin annuls them; each answers 410.
+        // Links still open (never used, or with uses left, as the group's
+        // 30-use link): the admin annuls them; each answers 410.
         const unclaimed = [
+            sInv,
             await invite(stack, org, admin, { role: 'teacher', unit_id: org.staffId }),
             await invite(stack, org, admin, { role: 'administration' }),
             await invite(stack, org, tch, { role: 'parent', unit_id: group.id, student_id: students[1].user.id }),
             await invite(stack, org, tch, { role: 'student', unit_id: group.id, max_uses: 5 }),
         ];
         const beforeAnnul = await invitations(stack, org);
-        const expected = Object.values(beforeAnnul).filter((i) => i.status === 'active' && i.uses === 0).map((i) => i.id).sort();
+        const expected = Object.values(beforeAnnul).filter((i) => i.status === 'active').map((i) => i.id).sort();
         assert.deepEqual(expected, unclaimed.map((i) => i.id).sort(), 'the unclaimed links');
+        assert.ok(beforeAnnul[sInv.id].uses > 0, 'the group link was used by some');
         const annul = expectStatus(await stack.post(`/v1/orgs/${org.id}/invitations/revoke-unused`, {}, { token: admin.token }), 200);
         assert.deepEqual(annul, { revoked: unclaimed.length });
         const late = await signUp(stack, { fullName: 'Опоздавший' });
@@ -229,6 +232,7 @@ describe('invitations and join requests', { timeout: 900000 }, () => {
         assert.equal(membershipIn(await me(stack, late), org.id), undefined, 'the late user got nothing');
         const afterAnnul = await invitations(stack, org);
         for (const inv of unclaimed) assert.equal(afterAnnul[inv.id].status, 'revoked');
+        assert.equal(afterAnnul[sInv.id].uses, beforeAnnul[sInv.id].uses, 'its uses are kept');
         assert.equal(afterAnnul[tInv.id].status, 'used', 'a used link stays used');
         assert.equal(afterAnnul[pInv.id].status, 'used');
         // Nothing left to annul.
