@@ -739,3 +739,27 @@ describe('guessing protection (the invite service\'s default: 30 unknown tokens 
         }
     });
 });
+
+describe('accepting is limited per user too (invite_user)', { timeout: 300000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits({ invite_user: '3/3600' }) } });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('a user\'s fourth accept within the hour is 429 with Retry-After, even of a valid link, and grants nothing; others still accept', async () => {
+        const org = await newOrg(stack, 'Колледж Лимитов', 'КЛ');
+        const group = await newUnit(stack, org, { kind: 'group', name: 'КЛ-11', code: 'КЛ-11', year: 1 });
+        const inv = await invite(stack, org, org.admin, { role: 'student', unit_id: group.id, max_uses: 5 });
+        const u = await signUp(stack, { fullName: 'Торопливый Пользователь' });
+        for (let i = 1; i <= 3; i++)
+            assertError(await stack.post(`/v1/invitations/${unknownToken()}/accept`, undefined, { token: u.token }),
+                404, undefined, undefined, `unknown token #${i}`);
+        const res = await accept(stack, inv.token, u);
+        assertError(res, 429, 'rate_limited', undefined, 'the fourth accept');
+        const retry = Number(res.headers.get('retry-after'));
+        assert.ok(retry >= 1 && retry <= 3600, `Retry-After ${res.headers.get('retry-after')}`);
+        assert.equal(membershipIn(await me(stack, u), org.id), undefined, 'nothing granted');
+        assert.equal((await invitations(stack, org))[inv.id].uses, 0, 'no use taken');
+        const other = await signUp(stack, { fullName: 'Другой Пользователь' });
+        expectStatus(await accept(stack, inv.token, other), 200, 'another user accepts');
+    });
+});
