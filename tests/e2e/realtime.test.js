@@ -671,6 +671,99 @@ describe('WebSocket: pushes of the user\'s chats, typing and presence', { timeou
 
 // ---------------------------------------------------------------------------
 
+describe('WebSocket: a group\'s students, their curator and a parent', { timeout: 300000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    let g;
+    beforeEach(async () => {
+        stack = suiteStack();
+        if (!g) g = await groupWorld(stack);
+    });
+
+    // An org with a group ИС-31, its verified curator, two students and a
+    // parent linked to the first; the group chat and the parents chat.
+    async function groupWorld(st) {
+        const op = await signUp(st, { phone: operatorPhone(st), fullName: 'Оператор Платформы' });
+        const adminPhone = newPhone();
+        const app = ok(await st.post('/v1/org-applications', {
+            org_name: 'Колледж информационных систем', short_name: 'КИС', region: 'Рязанская область',
+            admin: { full_name: 'Администратор КИС', phone: adminPhone, email: 'admin@kis.example' },
+            order_number: '5-к', order_date: '2026-08-20',
+        }), 201, 'apply');
+        const org = ok(await st.post(`/v1/org-applications/${app.id}/approve`, undefined, { token: op.token }), 200, 'approve').org_id;
+        const admin = await signUp(st, { phone: adminPhone, fullName: 'Администратор КИС' });
+        const as = { token: admin.token };
+        const group = ok(await st.post(`/v1/orgs/${org}/units`, { kind: 'group', name: 'ИС-31', code: 'ИС-31', year: 3 }, as), 201, 'group');
+        const person = async (fullName, role) => {
+            const u = await signUp(st, { fullName });
+            ok(await st.post(`/v1/orgs/${org}/members/${u.user.id}/roles`, { role }, as), 200, `${role} ${fullName}`);
+            return u;
+        };
+        const curator = await person('Куратор Группы', 'teacher');
+        ok(await st.post(`/v1/orgs/${org}/members/${curator.user.id}/verify`, { verified: true }, as), 200, 'verify');
+        ok(await st.put(`/v1/orgs/${org}/units/${group.id}/curator`, { user_id: curator.user.id }, as), 200, 'curator');
+        const s1 = await person('Студент Первый', 'student');
+        const s2 = await person('Студент Второй', 'student');
+        for (const s of [s1, s2])
+            ok(await st.post(`/v1/orgs/${org}/movements`, { kind: 'enroll', user_id: s.user.id, unit_id: group.id }, as), 201, 'enroll');
+        const parent = await person('Родитель Первого', 'parent');
+        ok(await st.post(`/v1/orgs/${org}/guardians`, { parent_id: parent.user.id, student_id: s1.user.id }, as), 201, 'link');
+        // The automatic chats follow the roster through events: wait for them.
+        const chatFor = async (who, audience, members) => waitFor(async () => {
+            const list = ok(await st.get('/v1/chats', { token: who.token }), 200, 'chats').items;
+            const c = list.find((x) => x.unit_id === group.id && x.audience === audience);
+            if (!c) return null;
+            const m = ok(await st.get(`/v1/chats/${c.id}/members?limit=200`, { token: who.token }), 200, 'members').items
+                .map((x) => x.user.id);
+            return members.every((id) => m.includes(id)) ? c : null;
+        }, { timeoutMs: 15000 });
+        const groupChat = await chatFor(curator, 'students', [curator.user.id, s1.user.id, s2.user.id]);
+        assert.ok(groupChat, 'the group chat with the curator and both students');
+        const parentsChat = await chatFor(curator, 'parents', [curator.user.id, parent.user.id]);
+        assert.ok(parentsChat, 'the parents chat with the curator and the parent');
+        return { org, admin, group, curator, s1, s2, parent, groupChat, parentsChat };
+    }
+
+    it('the curator posts: both students\' sockets get it, the parent\'s does not; a student replies; an expelled student hears nothing more and reads nothing', async () => {
+        const cur = await signedIn(stack, g.curator);
+        const s1 = await signedIn(stack, g.s1);
+        const s2 = await signedIn(stack, g.s2);
+        const par = await signedIn(stack, g.parent);
+        const m = await post(stack, g.curator, g.groupChat.id, 'Завтра классный час в 10:00');
+        for (const [client, name] of [[s1, 'the first student'], [s2, 'the second student']]) {
+            const f = await client.next(isMessage('message.posted', g.groupChat.id, (x) => x.id === m.id), `${name}: the curator's post`);
+            assert.equal(f.message.text, 'Завтра классный час в 10:00');
+            assert.equal(f.message.author.id, g.curator.user.id);
+        }
+        const reply = ok(await stack.post(`/v1/chats/${g.groupChat.id}/messages`, { text: 'Хорошо, будем', reply_to: m.id },
+            { token: g.s1.token }), 201, 'a student replies');
+        const heard = await cur.next(isMessage('message.posted', g.groupChat.id, (x) => x.id === reply.id), 'the curator hears the reply');
+        assert.equal(heard.message.reply_to, m.id);
+        await par.none((f) => f.message && f.message.chat_id === g.groupChat.id, 'the parent hears nothing of the students\' chat', 300);
+        const denied = await stack.get(`/v1/chats/${g.groupChat.id}/messages`, { token: g.parent.token });
+        assert.ok([403, 404].includes(denied.status), `the parent reads the students' chat: ${denied.status} ${denied.text}`);
+        // The parents chat is theirs.
+        const pm = await post(stack, g.curator, g.parentsChat.id, 'Родительское собрание в пятницу');
+        await par.next(isMessage('message.posted', g.parentsChat.id, (x) => x.id === pm.id), 'the parent: the parents chat');
+        await s1.none(isMessage('message.posted', g.parentsChat.id), 'a student hears nothing of the parents chat', 300);
+
+        // Expelled: out of the chat at once, over HTTP and on the socket.
+        ok(await stack.post(`/v1/orgs/${g.org}/movements`, { kind: 'expel', user_id: g.s2.user.id, order_number: '31-у' },
+            { token: g.admin.token }), 201, 'expel');
+        const read = await stack.get(`/v1/chats/${g.groupChat.id}/messages`, { token: g.s2.token });
+        assert.ok([403, 404].includes(read.status), `the expelled student reads the group chat: ${read.status} ${read.text}`);
+        await s2.next((f) => f.type === 'chat.member_removed' && f.chat_id === g.groupChat.id && f.user_id === g.s2.user.id,
+            'the expelled student\'s socket: removed from the group chat');
+        const mark = s2.mark();
+        const after = await post(stack, g.curator, g.groupChat.id, 'Расписание на неделю');
+        await s1.next(isMessage('message.posted', g.groupChat.id, (x) => x.id === after.id), 'the remaining student still hears');
+        await s2.none((f) => f.message && f.message.chat_id === g.groupChat.id, 'the expelled student hears nothing more', 500, mark);
+        for (const c of [cur, s1, s2, par]) c.close();
+    });
+});
+
+// ---------------------------------------------------------------------------
+
 describe('WebSocket: two gateways on one platform (behind a load balancer)', { timeout: 300000 }, () => {
     const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
     let stack;
