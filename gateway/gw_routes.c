@@ -4,6 +4,7 @@
 #include "gw_auth.h"
 #include "gw_me.h"
 #include "gw_ops.h"
+#include "gw_join.h"
 #include "gw_presence.h"
 #include "gw_ws.h"
 #include "invite.pb-c.h"
@@ -125,6 +126,7 @@ gw_route_t gw_routes[] = {
     {"POST", "/v1/orgs/{org_id}/invitations/revoke-unused", "invite", "invite.revoke_unused", 0, 200},
     {"DELETE", "/v1/orgs/{org_id}/invitations/{id}", "invite", "invite.revoke", 0, 204},
     {"GET", "/v1/invitations/{token}", "invite", "invite.preview", GW_PUBLIC | GW_READ, 200},
+    {"GET", "/join/{token}", "invite", "invite.preview", GW_PUBLIC | GW_READ, 200, NULL, gw_join_http},
     {"POST", "/v1/invitations/{token}/accept", "invite", "invite.accept", 0, 200, "invite_user:user",
      NULL, s_drop_user},
     {"POST", "/v1/orgs/{org_id}/join-requests", "invite", "invite.join_create", 0, 201},

@@ -526,6 +526,38 @@ describe('invitations and join requests', { timeout: 900000 }, () => {
         }
     });
 
+    it('the link itself (/join/{token}): a browser gets a page saying what the invitation is; other clients the preview; unknown links 404', async () => {
+        const inv = await invite(stack, w.a, w.t1, { role: 'student', unit_id: w.g1.id, max_uses: 30 });
+        const url = new URL(inv.url);
+        assert.equal(url.pathname, `/join/${inv.token}`);
+        const page = await stack.get(url.pathname, { headers: { Accept: 'text/html,application/xhtml+xml;q=0.9,*/*;q=0.8' } });
+        assert.equal(page.status, 200, page.text);
+        assert.match(page.headers.get('content-type'), /^text\/html; charset=utf-8$/);
+        assert.equal(page.headers.get('cache-control'), 'no-store');
+        assert.match(page.text, /^<!DOCTYPE html>/);
+        for (const part of [w.a.name, 'обучающийся', 'ТП-21', 'действует'])
+            assert.ok(page.text.includes(part), `the page names ${part}:\n${page.text}`);
+        for (const secret of [inv.token, inv.id, w.t1.user.id, w.s1.user.id])
+            assert.ok(!page.text.includes(secret), `the page shows ${secret}`);
+        const json = await stack.get(url.pathname);
+        assert.equal(json.status, 200, json.text);
+        assert.deepEqual(json.json, expectStatus(await preview(stack, inv.token), 200));
+        const unknown = await stack.get(`/join/${unknownToken()}`, { headers: { Accept: 'text/html' } });
+        assert.equal(unknown.status, 404);
+        assert.match(unknown.headers.get('content-type'), /^text\/html/);
+        assertError(await stack.get(`/join/${unknownToken()}`), 404, undefined, 'token');
+        expectStatus(await stack.del(`/v1/orgs/${w.a.id}/invitations/${inv.id}`, { token: w.t1.token }), 204);
+        const revoked = await stack.get(url.pathname, { headers: { Accept: 'text/html' } });
+        assert.equal(revoked.status, 200);
+        assert.ok(revoked.text.includes('отозвано'), revoked.text);
+        // What a service says is text, never markup.
+        const org = await newOrg(stack, 'Колледж <b>"Кавычки" & скобки</b>', 'ККС');
+        const inv2 = await invite(stack, org, org.admin, { role: 'parent' });
+        const page2 = await stack.get(`/join/${inv2.token}`, { headers: { Accept: 'text/html' } });
+        assert.ok(page2.text.includes('Колледж &lt;b&gt;&quot;Кавычки&quot; &amp; скобки&lt;/b&gt;'), page2.text);
+        assert.ok(!page2.text.includes('<b>'), 'no markup from the name');
+    });
+
     it('listings never show tokens; a teacher lists only their own invitations', async () => {
         const byT1 = [
             await invite(stack, w.a, w.t1, { role: 'student', unit_id: w.g1.id }),
