@@ -512,7 +512,6 @@ describe('an institution joins and its admin builds it', { timeout: 600000 }, ()
         const good = application({ orgName: 'Колледж Для Проверки Полей', shortName: 'КПП', adminPhone: newPhone() });
         const cases = [
             [{ ...good, org_name: '' }, 'org_name'],
-            [{ ...good, org_name: 'Я'.repeat(301) }, 'org_name'],
             [{ ...good, admin: undefined }, 'admin'],
             [{ ...good, admin: { ...good.admin, phone: '12345' } }, 'admin.phone'],
             [{ ...good, admin: { ...good.admin, email: 'not-an-email' } }, 'admin.email'],
@@ -521,11 +520,33 @@ describe('an institution joins and its admin builds it', { timeout: 600000 }, ()
             [{ ...good, order_date: '25.08.2026' }, 'order_date'],
             [{ ...good, inn: '12ab' }, 'inn'],
             [{ ...good, extra: 1 }, 'extra'],
+            // Names are at most 200 characters (API.md, Conventions).
+            [{ ...good, org_name: 'Я'.repeat(201) }, 'org_name'],
         ];
         for (const [body, field] of cases)
             assertError(await stack.post('/v1/org-applications', body), 400, 'bad_request', field, `field ${field}`);
         const all = expectStatus(await stack.get('/v1/org-applications?limit=200', { token: op.token }), 200);
-        assert.ok(!all.items.some((x) => x.org_name === good.org_name || x.org_name === 'Я'.repeat(301)), 'nothing stored');
+        assert.ok(!all.items.some((x) => x.org_name === good.org_name || x.org_name === 'Я'.repeat(201)), 'nothing stored');
+
+        // 200 characters are a name.
+        const longest = { ...good, org_name: 'Я'.repeat(200) };
+        const app = expectStatus(await stack.post('/v1/org-applications', longest), 201, 'an org_name of 200 characters');
+        const after = expectStatus(await stack.get('/v1/org-applications?status=pending&limit=200', { token: op.token }), 200);
+        assert.deepEqual(after.items.filter((x) => x.id === app.id).map((x) => x.org_name), ['Я'.repeat(200)],
+            'stored with its name whole');
+    });
+
+    it('the card\'s name is at most 200 characters: 201 is 400 naming `name` and changes nothing, 200 is taken', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Длинных Названий', shortName: 'КДН' });
+        const t = { token: org.admin.token };
+        const card = expectStatus(await stack.get(`/v1/orgs/${org.id}`, t), 200);
+        assertError(await stack.patch(`/v1/orgs/${org.id}`, { name: 'Я'.repeat(201) }, t), 400, 'bad_request', 'name', '201 characters');
+        assertError(await stack.patch(`/v1/orgs/${org.id}`, { name: 'Я'.repeat(201), region: 'Тульская область' }, t), 400, 'bad_request', 'name',
+            '201 characters with a valid region');
+        assert.deepEqual(expectStatus(await stack.get(`/v1/orgs/${org.id}`, t), 200), card, 'the refused edits changed nothing');
+        const edited = expectStatus(await stack.patch(`/v1/orgs/${org.id}`, { name: 'Я'.repeat(200) }, t), 200, '200 characters');
+        assert.deepEqual(edited, { ...card, name: 'Я'.repeat(200) });
+        assert.deepEqual(expectStatus(await stack.get(`/v1/orgs/${org.id}`, t), 200), edited);
     });
 });
 
@@ -1164,6 +1185,30 @@ describe('who may do what (deny by default)', { timeout: 900000 }, () => {
         expectStatus(await stack.patch(`/v1/orgs/${w.a.id}/units/${d3.id}`, { archived: true }, t), 200);
         const archived = expectStatus(await stack.get(`/v1/orgs/${w.a.id}/units`, t), 200);
         assert.ok(!archived.items.some((u) => u.id === d3.id), 'an archived unit is not listed by default');
+    });
+
+    it('bad input: a unit cannot be moved under an archived parent (409, as creating one there), nothing changed', async () => {
+        // Units of its own, so that a failure here leaves the rest of the tree alone.
+        const t = { token: w.a.admin.token };
+        const closed = await newUnit(stack, w.a, { kind: 'department', name: 'Закрытое отделение' });
+        expectStatus(await stack.patch(`/v1/orgs/${w.a.id}/units/${closed.id}`, { archived: true }, t), 200);
+        const open = await newUnit(stack, w.a, { kind: 'department', name: 'Открытое отделение' });
+        const mover = await newUnit(stack, w.a, { kind: 'group', name: 'ОО-11', code: 'ОО-11', year: 1, parent_id: open.id });
+        const before = await snapshot(stack, w.a);
+        // Creating a unit there is refused; moving one there is refused the same way.
+        const created = await stack.post(`/v1/orgs/${w.a.id}/units`, { kind: 'group', name: 'ЗО-11', code: 'ЗО-11', year: 1, parent_id: closed.id }, t);
+        assertError(created, 409, undefined, 'parent_id', 'a group created under the archived department');
+        const code = created.json.error.code;
+        assertError(await stack.patch(`/v1/orgs/${w.a.id}/units/${mover.id}`, { parent_id: closed.id }, t), 409, code, 'parent_id',
+            'a group moved under the archived department');
+        assertError(await stack.patch(`/v1/orgs/${w.a.id}/units/${open.id}`, { parent_id: closed.id, name: 'Открытое (закрыто)' }, t),
+            409, code, 'parent_id', 'a department moved there, renamed in the same request');
+        assert.deepEqual(await snapshot(stack, w.a), before, 'nothing changed: not the parents, not the name');
+        assert.equal((await unitRow(stack, w.a, mover)).parent_id, open.id);
+        assert.deepEqual(await unitRow(stack, w.a, open), open, 'the department as it was made');
+        // Archive them, so that later tests see the tree as it was.
+        for (const u of [mover, open])
+            expectStatus(await stack.patch(`/v1/orgs/${w.a.id}/units/${u.id}`, { archived: true }, t), 200);
     });
 
     it('bad input: a curator who is not a teacher of the org is 400 not_a_teacher, the group unchanged', async () => {
