@@ -104,6 +104,75 @@ async function snapshot(stack, org, parents = []) {
     };
 }
 
+// What a unit's members list shows: [[user id, role]], sorted.
+async function unitMembers(stack, org, unit) {
+    const unitId = typeof unit === 'string' ? unit : unit.id;
+    return expectStatus(await stack.get(`/v1/orgs/${org.id}/units/${unitId}/members?limit=200`, { token: org.admin.token }), 200,
+        `members of ${unitId}`).items.map((m) => [m.user.id, m.role]).sort();
+}
+
+// A unit as the admin's units list shows it (archived ones too).
+async function unitRow(stack, org, unit) {
+    const unitId = typeof unit === 'string' ? unit : unit.id;
+    const list = expectStatus(await stack.get(`/v1/orgs/${org.id}/units?include_archived=true&limit=200`, { token: org.admin.token }), 200);
+    const row = list.items.find((u) => u.id === unitId);
+    assert.ok(row, `unit ${unitId} is listed: ${JSON.stringify(list)}`);
+    return row;
+}
+
+// A user's row in GET /v1/orgs/{org}/members as the admin reads it, roles
+// sorted; undefined when they are not a member.
+async function memberRow(stack, org, who) {
+    const list = expectStatus(await stack.get(`/v1/orgs/${org.id}/members?limit=200`, { token: org.admin.token }), 200);
+    const row = list.items.find((m) => m.user.id === who.user.id);
+    return row && { ...row, roles: [...row.roles].sort() };
+}
+
+// The caller's membership in the org from GET /v1/me, roles sorted;
+// undefined when there is none.
+async function myMembership(stack, org, who) {
+    const m = membershipIn(await me(stack, who), org.id);
+    return m && { ...m, roles: [...m.roles].sort() };
+}
+
+// The movements recorded for a user, as the admin lists them.
+async function movementsOf(stack, org, who) {
+    return expectStatus(await stack.get(`/v1/orgs/${org.id}/movements?user_id=${who.user.id}&limit=200`, { token: org.admin.token }), 200).items;
+}
+
+const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+
+// A movement record: a ULID, a creation time, and exactly `expected` besides.
+function assertMovement(m, expected) {
+    assert.match(String(m.id), ULID, JSON.stringify(m));
+    assert.equal(typeof m.created_at, 'string', JSON.stringify(m));
+    const rest = { ...m };
+    delete rest.id;
+    delete rest.created_at;
+    assert.deepEqual(rest, expected);
+}
+
+const unitRef = (u) => ({ id: u.id, name: u.name, kind: u.kind });
+const staffRef = (org) => ({ id: org.staffId, name: org.shortName, kind: 'staff' });
+const person = (who, fullName) => ({ id: who.user.id, full_name: fullName, phone: who.phone });
+
+// The org's events cannot be read from outside; the chat service consumes
+// them and its automatic chats can be (API.md "Automatic chats"). These
+// wait, bounded, until the chats `who` is in satisfy `pred`.
+async function orgChats(stack, org, who) {
+    return expectStatus(await stack.get('/v1/chats?limit=200', { token: who.token }), 200, 'GET /v1/chats').items
+        .filter((c) => c.org_id === org.id);
+}
+async function eventuallyChats(stack, org, who, pred, what) {
+    let last = [];
+    const ok = await waitFor(async () => { last = await orgChats(stack, org, who); return pred(last); }, { timeoutMs: 10000, intervalMs: 100 });
+    assert.ok(ok, `${what}; the chats seen: ${JSON.stringify(last.map((c) => [c.audience, c.unit_id, c.title, c.archived]))}\n` +
+        stack.logTails(10, ['org', 'chat']));
+}
+const inChat = (unit, audience) => (cs) => cs.some((c) => c.unit_id === unit.id && c.audience === audience);
+const notInChat = (unit, audience) => (cs) => cs.length > 0 && !inChat(unit, audience)(cs);
+const noUnitChat = (cs) => cs.length > 0 && !cs.some((c) => c.unit_id);
+
 // The structure the authorization and bad-input tests run against: two
 // departments, three groups with curators, students, parents,
 // administration, an outsider, and a second organisation.
@@ -443,7 +512,6 @@ describe('an institution joins and its admin builds it', { timeout: 600000 }, ()
         const good = application({ orgName: 'Колледж Для Проверки Полей', shortName: 'КПП', adminPhone: newPhone() });
         const cases = [
             [{ ...good, org_name: '' }, 'org_name'],
-            [{ ...good, org_name: 'Я'.repeat(301) }, 'org_name'],
             [{ ...good, admin: undefined }, 'admin'],
             [{ ...good, admin: { ...good.admin, phone: '12345' } }, 'admin.phone'],
             [{ ...good, admin: { ...good.admin, email: 'not-an-email' } }, 'admin.email'],
@@ -452,11 +520,379 @@ describe('an institution joins and its admin builds it', { timeout: 600000 }, ()
             [{ ...good, order_date: '25.08.2026' }, 'order_date'],
             [{ ...good, inn: '12ab' }, 'inn'],
             [{ ...good, extra: 1 }, 'extra'],
+            // Names are at most 200 characters (API.md, Conventions).
+            [{ ...good, org_name: 'Я'.repeat(201) }, 'org_name'],
         ];
         for (const [body, field] of cases)
             assertError(await stack.post('/v1/org-applications', body), 400, 'bad_request', field, `field ${field}`);
         const all = expectStatus(await stack.get('/v1/org-applications?limit=200', { token: op.token }), 200);
-        assert.ok(!all.items.some((x) => x.org_name === good.org_name || x.org_name === 'Я'.repeat(301)), 'nothing stored');
+        assert.ok(!all.items.some((x) => x.org_name === good.org_name || x.org_name === 'Я'.repeat(201)), 'nothing stored');
+
+        // 200 characters are a name.
+        const longest = { ...good, org_name: 'Я'.repeat(200) };
+        const app = expectStatus(await stack.post('/v1/org-applications', longest), 201, 'an org_name of 200 characters');
+        const after = expectStatus(await stack.get('/v1/org-applications?status=pending&limit=200', { token: op.token }), 200);
+        assert.deepEqual(after.items.filter((x) => x.id === app.id).map((x) => x.org_name), ['Я'.repeat(200)],
+            'stored with its name whole');
+    });
+
+    it('the card\'s name is at most 200 characters: 201 is 400 naming `name` and changes nothing, 200 is taken', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Длинных Названий', shortName: 'КДН' });
+        const t = { token: org.admin.token };
+        const card = expectStatus(await stack.get(`/v1/orgs/${org.id}`, t), 200);
+        assertError(await stack.patch(`/v1/orgs/${org.id}`, { name: 'Я'.repeat(201) }, t), 400, 'bad_request', 'name', '201 characters');
+        assertError(await stack.patch(`/v1/orgs/${org.id}`, { name: 'Я'.repeat(201), region: 'Тульская область' }, t), 400, 'bad_request', 'name',
+            '201 characters with a valid region');
+        assert.deepEqual(expectStatus(await stack.get(`/v1/orgs/${org.id}`, t), 200), card, 'the refused edits changed nothing');
+        const edited = expectStatus(await stack.patch(`/v1/orgs/${org.id}`, { name: 'Я'.repeat(200) }, t), 200, '200 characters');
+        assert.deepEqual(edited, { ...card, name: 'Я'.repeat(200) });
+        assert.deepEqual(expectStatus(await stack.get(`/v1/orgs/${org.id}`, t), 200), edited);
+    });
+});
+
+// The movements other than enroll, transfer and expel, un-verifying a
+// teacher and taking roles away: each read back whole through the API
+// (unit members, the members list, GET /v1/me, the movement records), and
+// the events they publish seen through the chat service, as above.
+describe('the rest of a year: hire, dismiss, leave and return, graduate; verification and roles taken away', { timeout: 600000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    const verify = async (org, who, verified, note) => expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${who.user.id}/verify`,
+        note === undefined ? { verified } : { verified, note }, { token: org.admin.token }), 200, `verify ${verified}`);
+    const setCurator = async (org, unit, who) => expectStatus(await stack.put(`/v1/orgs/${org.id}/units/${unit.id}/curator`,
+        { user_id: who.user.id }, { token: org.admin.token }), 200, 'set the curator');
+    const link = async (org, parent, student) => expectStatus(await stack.post(`/v1/orgs/${org.id}/guardians`,
+        { parent_id: parent.user.id, student_id: student.user.id }, { token: org.admin.token }), 201, 'link a parent');
+
+    it('hire: a member of the college becomes a teacher in the staff group; hiring someone who is a teacher already adds nothing; each recorded with its order', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Приёма На Работу', shortName: 'КПР' });
+        const t = { token: org.admin.token };
+        // A mother of a student, a parent of the college, is hired as a teacher.
+        const p = await member(stack, org, 'parent', 'Мария Новикова');
+        const hired = await move(stack, org, { kind: 'hire', user_id: p.user.id, order_number: '12-к', effective_date: '2026-09-01',
+            note: 'учитель физики' });
+        assertMovement(hired, { kind: 'hire', user_id: p.user.id, unit_id: org.staffId, from_unit_id: null, order_number: '12-к',
+            effective_date: '2026-09-01', note: 'учитель физики', actor_id: org.admin.user.id });
+        assert.deepEqual(await memberRow(stack, org, p), { user: person(p, 'Мария Новикова'), roles: ['parent', 'teacher'], verified: false,
+            units: [staffRef(org)] }, 'a teacher now, unverified, in the staff group');
+        assert.deepEqual(await myMembership(stack, org, p), { org_id: org.id, org_name: org.name, roles: ['parent', 'teacher'], verified: false,
+            units: [staffRef(org)], students: [] });
+        assert.deepEqual(await unitMembers(stack, org, org.staffId), [[p.user.id, 'teacher']]);
+        assert.equal((await unitRow(stack, org, org.staffId)).member_count, 1);
+        assert.deepEqual(await movementsOf(stack, org, p), [hired]);
+        // org.unit.member_added (staff): the staff channel.
+        await eventuallyChats(stack, org, p, (cs) => cs.some((c) => c.audience === 'staff' && !c.unit_id), 'the hired teacher is in the staff channel');
+
+        // A teacher by role already: the hire is recorded, the staff group has them once.
+        const t0 = await member(stack, org, 'teacher', 'Олег Физиков');
+        const again = await move(stack, org, { kind: 'hire', user_id: t0.user.id, order_number: '13-к', effective_date: '2026-09-02' });
+        assertMovement(again, { kind: 'hire', user_id: t0.user.id, unit_id: org.staffId, from_unit_id: null, order_number: '13-к',
+            effective_date: '2026-09-02', note: '', actor_id: org.admin.user.id });
+        assert.deepEqual(await unitMembers(stack, org, org.staffId), [[p.user.id, 'teacher'], [t0.user.id, 'teacher']].sort());
+        assert.equal((await unitRow(stack, org, org.staffId)).member_count, 2);
+        assert.deepEqual(await memberRow(stack, org, t0), { user: person(t0, 'Олег Физиков'), roles: ['teacher'], verified: false,
+            units: [staffRef(org)] });
+        assert.deepEqual(await movementsOf(stack, org, t0), [again]);
+
+        // Not into a group; not someone outside the college: nothing recorded.
+        const g = await newUnit(stack, org, { kind: 'group', name: 'Группа ФЗ-11', code: 'ФЗ-11', year: 1 });
+        const s = await member(stack, org, 'student', 'Студент Не Учитель');
+        const outsider = await signUp(stack, { fullName: 'Соискатель Со Стороны' });
+        const before = await snapshot(stack, org);
+        assertError(await stack.post(`/v1/orgs/${org.id}/movements`, { kind: 'hire', user_id: s.user.id, unit_id: g.id }, t), 400,
+            'bad_request', 'unit_id', 'hire into a group');
+        assertError(await stack.post(`/v1/orgs/${org.id}/movements`, { kind: 'hire', user_id: outsider.user.id }, t), 404,
+            'not_a_member', 'user_id', 'hire of someone outside the college');
+        assert.deepEqual(await snapshot(stack, org), before);
+    });
+
+    it('dismiss: the teacher loses the role, leaves the staff group and every curatorship (and their chats); recorded with its order', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Увольнений', shortName: 'КУ' });
+        const t = { token: org.admin.token };
+        const g1 = await newUnit(stack, org, { kind: 'group', name: 'Группа УВ-11', code: 'УВ-11', year: 1 });
+        const g2 = await newUnit(stack, org, { kind: 'group', name: 'Группа УВ-12', code: 'УВ-12', year: 1 });
+        const g3 = await newUnit(stack, org, { kind: 'group', name: 'Группа УВ-21', code: 'УВ-21', year: 2 });
+        // t1 teaches only; t2 is also in the administration.
+        const t1 = await member(stack, org, 'teacher', 'Анна Уходящая');
+        const t2 = await member(stack, org, 'administration', 'Борис Завучев');
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${t2.user.id}/roles`, { role: 'teacher' }, t), 200);
+        await verify(org, t1, true);
+        await verify(org, t2, true);
+        await setCurator(org, g1, t1);
+        await setCurator(org, g2, t1);
+        await setCurator(org, g3, t2);
+        const s = await member(stack, org, 'student', 'Студент Остающийся');
+        await move(stack, org, { kind: 'enroll', user_id: s.user.id, unit_id: g1.id, order_number: '1-у' });
+        await eventuallyChats(stack, org, t1, (cs) => inChat(g1, 'students')(cs) && inChat(g2, 'students')(cs) && inChat(g1, 'parents')(cs)
+            && cs.some((c) => c.audience === 'staff'), 'the curator is in the chats of both groups and the staff channel');
+        await eventuallyChats(stack, org, t2, (cs) => inChat(g3, 'students')(cs) && cs.some((c) => c.audience === 'staff'),
+            'the other curator is in the chat of УВ-21');
+
+        const d1 = await move(stack, org, { kind: 'dismiss', user_id: t1.user.id, order_number: '30-к', effective_date: '2026-12-31',
+            note: 'по собственному желанию' });
+        assertMovement(d1, { kind: 'dismiss', user_id: t1.user.id, unit_id: null, from_unit_id: null, order_number: '30-к',
+            effective_date: '2026-12-31', note: 'по собственному желанию', actor_id: org.admin.user.id });
+        const d2 = await move(stack, org, { kind: 'dismiss', user_id: t2.user.id, order_number: '31-к', effective_date: '2027-01-15' });
+        assertMovement(d2, { kind: 'dismiss', user_id: t2.user.id, unit_id: null, from_unit_id: null, order_number: '31-к',
+            effective_date: '2027-01-15', note: '', actor_id: org.admin.user.id });
+
+        for (const g of [g1, g2, g3]) assert.equal((await unitRow(stack, org, g)).curator_id, null, `${g.code} has no curator`);
+        assert.deepEqual(await unitMembers(stack, org, org.staffId), [], 'nobody left in the staff group');
+        assert.equal((await unitRow(stack, org, org.staffId)).member_count, 0);
+        assert.deepEqual(await unitMembers(stack, org, g1), [[s.user.id, 'student']], 'the group keeps its student');
+        // t1 had nothing else here: no longer a member at all.
+        assert.equal(await memberRow(stack, org, t1), undefined, 'the dismissed teacher is not in the members list');
+        assert.equal(await myMembership(stack, org, t1), undefined, 'nor in their own GET /v1/me');
+        assertError(await stack.get(`/v1/orgs/${org.id}`, { token: t1.token }), 404, undefined, undefined, 'and reads nothing of the college');
+        // t2 stays in the administration.
+        assert.deepEqual(await memberRow(stack, org, t2), { user: person(t2, 'Борис Завучев'), roles: ['administration'], verified: false,
+            units: [] });
+        assert.deepEqual(await myMembership(stack, org, t2), { org_id: org.id, org_name: org.name, roles: ['administration'], verified: false,
+            units: [], students: [] });
+        assert.deepEqual(await movementsOf(stack, org, t1), [d1]);
+        assert.deepEqual(await movementsOf(stack, org, t2), [d2]);
+        // org.curator.unset and org.unit.member_removed reached the chats.
+        await eventuallyChats(stack, org, t1, (cs) => cs.length === 0, 'the dismissed teacher left every chat of the college');
+        await eventuallyChats(stack, org, t2, (cs) => noUnitChat(cs) && cs.some((c) => c.audience === 'staff'),
+            'the administrator left the group chats and stays in the staff channel');
+        // Not twice.
+        assertError(await stack.post(`/v1/orgs/${org.id}/movements`, { kind: 'dismiss', user_id: t2.user.id }, t), 409, 'not_a_teacher', 'user_id');
+        assert.deepEqual(await movementsOf(stack, org, t2), [d2]);
+    });
+
+    it('academic leave and return: the student leaves the group but stays a student (and linked to the parent), then comes back; each recorded', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Академических Отпусков', shortName: 'КАО' });
+        const t = { token: org.admin.token };
+        const g1 = await newUnit(stack, org, { kind: 'group', name: 'Группа АО-21', code: 'АО-21', year: 2 });
+        const g2 = await newUnit(stack, org, { kind: 'group', name: 'Группа АО-22', code: 'АО-22', year: 2 });
+        const s1 = await member(stack, org, 'student', 'Дарья Отпускная');
+        const s2 = await member(stack, org, 'student', 'Егор Отпускной');
+        const e1 = await move(stack, org, { kind: 'enroll', user_id: s1.user.id, unit_id: g1.id, order_number: '1-у', effective_date: '2026-09-01' });
+        const e2 = await move(stack, org, { kind: 'enroll', user_id: s2.user.id, unit_id: g1.id, order_number: '2-у', effective_date: '2026-09-01' });
+        const p = await member(stack, org, 'parent', 'Мать Дарьи');
+        await link(org, p, s1);
+        await eventuallyChats(stack, org, s1, inChat(g1, 'students'), 'the student is in the group chat');
+        await eventuallyChats(stack, org, p, inChat(g1, 'parents'), 'the parent is in the parents chat');
+
+        // Leave: out of the group, still a student, still their mother's child.
+        const lv = await move(stack, org, { kind: 'leave', user_id: s1.user.id, order_number: '40-у', effective_date: '2027-01-10',
+            note: 'по состоянию здоровья' });
+        assertMovement(lv, { kind: 'leave', user_id: s1.user.id, unit_id: null, from_unit_id: g1.id, order_number: '40-у',
+            effective_date: '2027-01-10', note: 'по состоянию здоровья', actor_id: org.admin.user.id });
+        assert.deepEqual(await unitMembers(stack, org, g1), [[s2.user.id, 'student']]);
+        assert.equal((await unitRow(stack, org, g1)).member_count, 1);
+        assert.deepEqual(await memberRow(stack, org, s1), { user: person(s1, 'Дарья Отпускная'), roles: ['student'], verified: false, units: [] });
+        assert.deepEqual(await myMembership(stack, org, s1), { org_id: org.id, org_name: org.name, roles: ['student'], verified: false,
+            units: [], students: [] });
+        assert.deepEqual((await myMembership(stack, org, p)).students, [{ id: s1.user.id, full_name: 'Дарья Отпускная' }]);
+        await eventuallyChats(stack, org, s1, notInChat(g1, 'students'), 'the student on leave left the group chat');
+        await eventuallyChats(stack, org, p, notInChat(g1, 'parents'), 'and the mother the parents chat');
+        // On leave, no transfer and no second leave.
+        assertError(await stack.post(`/v1/orgs/${org.id}/movements`, { kind: 'transfer', user_id: s1.user.id, unit_id: g2.id }, t),
+            409, 'not_in_group', 'user_id', 'a transfer while on leave');
+        assertError(await stack.post(`/v1/orgs/${org.id}/movements`, { kind: 'leave', user_id: s1.user.id }, t),
+            409, 'not_in_group', 'user_id', 'a second leave');
+
+        // Return, without naming the group: back into the group they left.
+        const rt = await move(stack, org, { kind: 'return', user_id: s1.user.id, order_number: '41-у', effective_date: '2027-09-01' });
+        assertMovement(rt, { kind: 'return', user_id: s1.user.id, unit_id: g1.id, from_unit_id: null, order_number: '41-у',
+            effective_date: '2027-09-01', note: '', actor_id: org.admin.user.id });
+        assert.deepEqual(await unitMembers(stack, org, g1), [[s1.user.id, 'student'], [s2.user.id, 'student']].sort());
+        assert.equal((await unitRow(stack, org, g1)).member_count, 2);
+        assert.deepEqual(await memberRow(stack, org, s1), { user: person(s1, 'Дарья Отпускная'), roles: ['student'], verified: false,
+            units: [unitRef(g1)] });
+        assert.deepEqual((await myMembership(stack, org, s1)).units, [unitRef(g1)]);
+        await eventuallyChats(stack, org, s1, inChat(g1, 'students'), 'the returned student is back in the group chat');
+        await eventuallyChats(stack, org, p, inChat(g1, 'parents'), 'and the mother in the parents chat');
+        assertError(await stack.post(`/v1/orgs/${org.id}/movements`, { kind: 'return', user_id: s1.user.id }, t),
+            409, 'already_in_group', 'user_id', 'a return of a student in a group');
+        assert.deepEqual(await movementsOf(stack, org, s1), [e1, lv, rt]);
+
+        // Another leave, and a return into another group named by the order.
+        const lv2 = await move(stack, org, { kind: 'leave', user_id: s2.user.id, order_number: '42-у', effective_date: '2027-02-01' });
+        assertMovement(lv2, { kind: 'leave', user_id: s2.user.id, unit_id: null, from_unit_id: g1.id, order_number: '42-у',
+            effective_date: '2027-02-01', note: '', actor_id: org.admin.user.id });
+        const rt2 = await move(stack, org, { kind: 'return', user_id: s2.user.id, unit_id: g2.id, order_number: '43-у',
+            effective_date: '2027-09-01' });
+        assertMovement(rt2, { kind: 'return', user_id: s2.user.id, unit_id: g2.id, from_unit_id: null, order_number: '43-у',
+            effective_date: '2027-09-01', note: '', actor_id: org.admin.user.id });
+        assert.deepEqual(await unitMembers(stack, org, g1), [[s1.user.id, 'student']]);
+        assert.deepEqual(await unitMembers(stack, org, g2), [[s2.user.id, 'student']]);
+        assert.deepEqual((await myMembership(stack, org, s2)).units, [unitRef(g2)]);
+        assert.deepEqual(await movementsOf(stack, org, s2), [e2, lv2, rt2]);
+        await eventuallyChats(stack, org, s2, (cs) => inChat(g2, 'students')(cs) && !inChat(g1, 'students')(cs),
+            'the second student is in the chat of АО-22, not АО-21');
+    });
+
+    it('graduate: the student leaves the group and stops being a student, the parent is unlinked; recorded with its order', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Выпускников', shortName: 'КВ' });
+        const t = { token: org.admin.token };
+        const g = await newUnit(stack, org, { kind: 'group', name: 'Группа ВП-41', code: 'ВП-41', year: 4 });
+        const s1 = await member(stack, org, 'student', 'Жанна Выпускница');
+        const s2 = await member(stack, org, 'student', 'Зиновий Второгодник');
+        const e1 = await move(stack, org, { kind: 'enroll', user_id: s1.user.id, unit_id: g.id, order_number: '1-у' });
+        await move(stack, org, { kind: 'enroll', user_id: s2.user.id, unit_id: g.id, order_number: '2-у' });
+        const p = await member(stack, org, 'parent', 'Отец Жанны');
+        await link(org, p, s1);
+        await eventuallyChats(stack, org, s1, inChat(g, 'students'), 'the student is in the group chat');
+        await eventuallyChats(stack, org, p, inChat(g, 'parents'), 'the parent is in the parents chat');
+
+        const gr = await move(stack, org, { kind: 'graduate', user_id: s1.user.id, order_number: '50-у', effective_date: '2027-06-30',
+            note: 'диплом с отличием' });
+        assertMovement(gr, { kind: 'graduate', user_id: s1.user.id, unit_id: null, from_unit_id: g.id, order_number: '50-у',
+            effective_date: '2027-06-30', note: 'диплом с отличием', actor_id: org.admin.user.id });
+        assert.deepEqual(await unitMembers(stack, org, g), [[s2.user.id, 'student']]);
+        assert.equal((await unitRow(stack, org, g)).member_count, 1);
+        assert.equal(await memberRow(stack, org, s1), undefined, 'the graduate is not in the members list');
+        const students = expectStatus(await stack.get(`/v1/orgs/${org.id}/members?role=student`, t), 200);
+        assert.deepEqual(ids(students.items), [s2.user.id]);
+        assert.equal(await myMembership(stack, org, s1), undefined, 'nor in their own GET /v1/me');
+        assert.deepEqual(await myMembership(stack, org, p), { org_id: org.id, org_name: org.name, roles: ['parent'], verified: false,
+            units: [], students: [] }, 'the father is no longer linked');
+        assert.deepEqual(await movementsOf(stack, org, s1), [e1, gr]);
+        await eventuallyChats(stack, org, s1, (cs) => cs.length === 0, 'the graduate left every chat of the college');
+        await eventuallyChats(stack, org, p, notInChat(g, 'parents'), 'the father left the parents chat');
+        assertError(await stack.post(`/v1/orgs/${org.id}/movements`, { kind: 'graduate', user_id: s1.user.id }, t), 404, 'not_a_member',
+            'user_id', 'graduating twice');
+        assert.deepEqual(await movementsOf(stack, org, s1), [e1, gr]);
+    });
+
+    it('un-verifying a teacher: verified false in the reply, the members list and GET /v1/me, the rest as it was; they no longer bring students into chats', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Проверок', shortName: 'КП' });
+        const t = { token: org.admin.token };
+        const g = await newUnit(stack, org, { kind: 'group', name: 'Группа ПР-11', code: 'ПР-11', year: 1 });
+        const teacher = await member(stack, org, 'teacher', 'Игорь Непроверенный');
+        const s = await member(stack, org, 'student', 'Студент Проверок');
+        await move(stack, org, { kind: 'enroll', user_id: s.user.id, unit_id: g.id });
+        const verified = await verify(org, teacher, true, 'диплом проверен');
+        const row = (v) => ({ user: person(teacher, 'Игорь Непроверенный'), roles: ['teacher'], verified: v, units: [staffRef(org)] });
+        assert.deepEqual(verified, row(true));
+        await setCurator(org, g, teacher);
+        assert.deepEqual(await memberRow(stack, org, teacher), row(true));
+        assert.equal((await myMembership(stack, org, teacher)).verified, true);
+        // A verified teacher makes a chat with a group's students (once the gateway knows).
+        const subjectChat = () => stack.post(`/v1/orgs/${org.id}/chats`, { kind: 'group', title: 'Физика ПР-11', unit_id: g.id, audience: 'students' },
+            { token: teacher.token });
+        let res;
+        assert.ok(await waitFor(async () => { res = await subjectChat(); return res.status === 201; }),
+            `a verified teacher makes a chat with students: ${res && res.status} ${res && res.text}`);
+
+        const unverified = await verify(org, teacher, false, 'диплом не подтверждён');
+        assert.deepEqual(unverified, row(false));
+        assert.deepEqual(await memberRow(stack, org, teacher), row(false));
+        assert.deepEqual(await myMembership(stack, org, teacher), { org_id: org.id, org_name: org.name, roles: ['teacher'], verified: false,
+            units: [staffRef(org)], students: [] });
+        assert.equal((await unitRow(stack, org, g)).curator_id, teacher.user.id, 'still the curator');
+        assert.deepEqual(await unitMembers(stack, org, org.staffId), [[teacher.user.id, 'teacher']], 'still in the staff group');
+        assert.deepEqual(await movementsOf(stack, org, teacher), [], 'verification is not a movement');
+        // Policy: only a verified teacher (or an admin) brings students into a chat.
+        assert.ok(await waitFor(async () => { res = await subjectChat(); return res.status === 403; }),
+            `an unverified teacher is refused a chat with students: ${res && res.status} ${res && res.text}`);
+        assertError(res, 403, 'forbidden');
+        // Again: the same answer; a student cannot be (un)verified.
+        assert.deepEqual(await verify(org, teacher, false), row(false));
+        assertError(await stack.post(`/v1/orgs/${org.id}/members/${s.user.id}/verify`, { verified: false }, t), 409, 'not_a_teacher', 'user_id');
+        assert.deepEqual(await memberRow(stack, org, teacher), row(false));
+    });
+
+    it('taking the teacher role away: out of the staff group, no curatorship, not a member any more; re-granted, they start unverified', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Снятых Ролей', shortName: 'КСР' });
+        const t = { token: org.admin.token };
+        const g = await newUnit(stack, org, { kind: 'group', name: 'Группа СР-11', code: 'СР-11', year: 1 });
+        const teacher = await member(stack, org, 'teacher', 'Кира Бывшая');
+        await verify(org, teacher, true);
+        await setCurator(org, g, teacher);
+        const s = await member(stack, org, 'student', 'Студент Ролей');
+        await move(stack, org, { kind: 'enroll', user_id: s.user.id, unit_id: g.id });
+        await eventuallyChats(stack, org, teacher, (cs) => inChat(g, 'students')(cs) && inChat(g, 'parents')(cs), 'the curator is in the group chats');
+
+        const res = await stack.del(`/v1/orgs/${org.id}/members/${teacher.user.id}/roles/teacher`, t);
+        assert.equal(res.status, 204, res.text);
+        assert.equal((await unitRow(stack, org, g)).curator_id, null, 'the group has no curator');
+        assert.deepEqual(await unitMembers(stack, org, org.staffId), []);
+        assert.equal((await unitRow(stack, org, org.staffId)).member_count, 0);
+        assert.equal(await memberRow(stack, org, teacher), undefined);
+        assert.equal(await myMembership(stack, org, teacher), undefined);
+        assert.deepEqual(await movementsOf(stack, org, teacher), [], 'taking a role is not a movement');
+        await eventuallyChats(stack, org, teacher, (cs) => cs.length === 0, 'the former teacher left every chat of the college');
+        assertError(await stack.del(`/v1/orgs/${org.id}/members/${teacher.user.id}/roles/teacher`, t), 404, undefined, undefined,
+            'taking it twice');
+
+        const again = expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${teacher.user.id}/roles`, { role: 'teacher' }, t), 200);
+        assert.deepEqual(again, { user: person(teacher, 'Кира Бывшая'), roles: ['teacher'], verified: false, units: [staffRef(org)] },
+            'the verification went with the role');
+        assert.equal((await unitRow(stack, org, g)).curator_id, null, 'nor does the curatorship come back');
+    });
+
+    it('taking the student role away: out of the group, the parents unlinked, not a member any more', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Отчислений Без Приказа', shortName: 'КОБП' });
+        const t = { token: org.admin.token };
+        const g = await newUnit(stack, org, { kind: 'group', name: 'Группа ОБ-11', code: 'ОБ-11', year: 1 });
+        const s1 = await member(stack, org, 'student', 'Лев Ушедший');
+        const s2 = await member(stack, org, 'student', 'Майя Оставшаяся');
+        const e1 = await move(stack, org, { kind: 'enroll', user_id: s1.user.id, unit_id: g.id });
+        await move(stack, org, { kind: 'enroll', user_id: s2.user.id, unit_id: g.id });
+        const p = await member(stack, org, 'parent', 'Мать Льва');
+        await link(org, p, s1);
+        await eventuallyChats(stack, org, s1, inChat(g, 'students'), 'the student is in the group chat');
+        await eventuallyChats(stack, org, p, inChat(g, 'parents'), 'the parent is in the parents chat');
+
+        const res = await stack.del(`/v1/orgs/${org.id}/members/${s1.user.id}/roles/student`, t);
+        assert.equal(res.status, 204, res.text);
+        assert.deepEqual(await unitMembers(stack, org, g), [[s2.user.id, 'student']]);
+        assert.equal((await unitRow(stack, org, g)).member_count, 1);
+        assert.equal(await memberRow(stack, org, s1), undefined);
+        assert.equal(await myMembership(stack, org, s1), undefined);
+        assert.deepEqual((await myMembership(stack, org, p)).students, [], 'the mother is no longer linked');
+        assert.deepEqual(await movementsOf(stack, org, s1), [e1], 'taking a role records no movement');
+        await eventuallyChats(stack, org, s1, (cs) => cs.length === 0, 'the former student left every chat of the college');
+        await eventuallyChats(stack, org, p, notInChat(g, 'parents'), 'the mother left the parents chat');
+    });
+
+    // org.updated and org.application.* are published too, but nothing
+    // outside shows them: the chat service keeps the card's names without
+    // showing them anywhere, and nothing consumes the applications' events.
+    it('org.unit.updated, org.curator.unset, org.guardian.unlinked and org.unit.archived reach the chat service', async () => {
+        const org = await newOrg(stack, { orgName: 'Колледж Событий Второй', shortName: 'КСВ' });
+        const t = { token: org.admin.token };
+        const g = await newUnit(stack, org, { kind: 'group', name: 'Электрики', code: 'ЭВ-11', year: 1 });
+        const cur = await member(stack, org, 'teacher', 'Куратор Электриков');
+        await setCurator(org, g, cur);
+        const s = await member(stack, org, 'student', 'Студент Электрик');
+        await move(stack, org, { kind: 'enroll', user_id: s.user.id, unit_id: g.id });
+        const p = await member(stack, org, 'parent', 'Родитель Электрика');
+        await link(org, p, s);
+        const titled = (audience, title, archived = false) => (cs) => cs.some((c) => c.unit_id === g.id && c.audience === audience
+            && c.title === title && c.archived === archived);
+        await eventuallyChats(stack, org, cur, (cs) => titled('students', 'ЭВ-11 Электрики')(cs) && titled('parents', 'Родители ЭВ-11')(cs),
+            'the curator is in both chats of ЭВ-11');
+        await eventuallyChats(stack, org, p, titled('parents', 'Родители ЭВ-11'), 'the parent is in the parents chat');
+
+        // org.unit.updated: renamed, the chats follow.
+        expectStatus(await stack.patch(`/v1/orgs/${org.id}/units/${g.id}`, { name: 'Электромонтёры', code: 'ЭМ-11' }, t), 200);
+        await eventuallyChats(stack, org, s, titled('students', 'ЭМ-11 Электромонтёры'), 'the group chat is renamed');
+        await eventuallyChats(stack, org, p, titled('parents', 'Родители ЭМ-11'), 'the parents chat is renamed');
+
+        // org.curator.unset: the former curator leaves both chats; the student stays.
+        const unset = await stack.del(`/v1/orgs/${org.id}/units/${g.id}/curator`, t);
+        assert.equal(unset.status, 204, unset.text);
+        assert.equal((await unitRow(stack, org, g)).curator_id, null);
+        await eventuallyChats(stack, org, cur, (cs) => noUnitChat(cs) && cs.some((c) => c.audience === 'staff'),
+            'the former curator left the chats of the group');
+        assert.ok(inChat(g, 'students')(await orgChats(stack, org, s)), 'the student is still in the group chat');
+
+        // org.guardian.unlinked: the parent leaves the parents chat.
+        const unlink = await stack.del(`/v1/orgs/${org.id}/guardians/${p.user.id}/${s.user.id}`, t);
+        assert.equal(unlink.status, 204, unlink.text);
+        assert.deepEqual((await myMembership(stack, org, p)).students, []);
+        await eventuallyChats(stack, org, p, notInChat(g, 'parents'), 'the unlinked parent left the parents chat');
+
+        // org.unit.archived: the chats are archived with the group.
+        const archived = expectStatus(await stack.patch(`/v1/orgs/${org.id}/units/${g.id}`, { archived: true }, t), 200);
+        assert.equal(archived.archived, true);
+        await eventuallyChats(stack, org, s, titled('students', 'ЭМ-11 Электромонтёры', true), 'the group chat is archived');
     });
 });
 
@@ -749,6 +1185,30 @@ describe('who may do what (deny by default)', { timeout: 900000 }, () => {
         expectStatus(await stack.patch(`/v1/orgs/${w.a.id}/units/${d3.id}`, { archived: true }, t), 200);
         const archived = expectStatus(await stack.get(`/v1/orgs/${w.a.id}/units`, t), 200);
         assert.ok(!archived.items.some((u) => u.id === d3.id), 'an archived unit is not listed by default');
+    });
+
+    it('bad input: a unit cannot be moved under an archived parent (409, as creating one there), nothing changed', async () => {
+        // Units of its own, so that a failure here leaves the rest of the tree alone.
+        const t = { token: w.a.admin.token };
+        const closed = await newUnit(stack, w.a, { kind: 'department', name: 'Закрытое отделение' });
+        expectStatus(await stack.patch(`/v1/orgs/${w.a.id}/units/${closed.id}`, { archived: true }, t), 200);
+        const open = await newUnit(stack, w.a, { kind: 'department', name: 'Открытое отделение' });
+        const mover = await newUnit(stack, w.a, { kind: 'group', name: 'ОО-11', code: 'ОО-11', year: 1, parent_id: open.id });
+        const before = await snapshot(stack, w.a);
+        // Creating a unit there is refused; moving one there is refused the same way.
+        const created = await stack.post(`/v1/orgs/${w.a.id}/units`, { kind: 'group', name: 'ЗО-11', code: 'ЗО-11', year: 1, parent_id: closed.id }, t);
+        assertError(created, 409, undefined, 'parent_id', 'a group created under the archived department');
+        const code = created.json.error.code;
+        assertError(await stack.patch(`/v1/orgs/${w.a.id}/units/${mover.id}`, { parent_id: closed.id }, t), 409, code, 'parent_id',
+            'a group moved under the archived department');
+        assertError(await stack.patch(`/v1/orgs/${w.a.id}/units/${open.id}`, { parent_id: closed.id, name: 'Открытое (закрыто)' }, t),
+            409, code, 'parent_id', 'a department moved there, renamed in the same request');
+        assert.deepEqual(await snapshot(stack, w.a), before, 'nothing changed: not the parents, not the name');
+        assert.equal((await unitRow(stack, w.a, mover)).parent_id, open.id);
+        assert.deepEqual(await unitRow(stack, w.a, open), open, 'the department as it was made');
+        // Archive them, so that later tests see the tree as it was.
+        for (const u of [mover, open])
+            expectStatus(await stack.patch(`/v1/orgs/${w.a.id}/units/${u.id}`, { archived: true }, t), 200);
     });
 
     it('bad input: a curator who is not a teacher of the org is 400 not_a_teacher, the group unchanged', async () => {
