@@ -305,9 +305,12 @@ s_application_approve (bus_call_t *call, const void *request, void **reply)
         return bus_call_fail (call, ST_CONFLICT, "id", "the application was rejected");
     }
     if (a.app->status == ORG__APPLICATION_STATUS__APPLICATION_STATUS_APPROVED) {
-        out->org_id = a.app->org_id;
-        *reply = out;
-        return ST_OK;
+        /*  A second approval does nothing and says so (its organisation is
+            the application's org_id). */
+        bus_call_set_code (call, "application_approved");
+        return bus_call_fail (call, ST_CONFLICT, "id",
+                              "the application was approved already: its organisation is %s",
+                              a.app->org_id);
     }
     if (a.app->_org_id_case)
         snprintf (a.org_id, sizeof a.org_id, "%s", a.app->org_id);
