@@ -19,6 +19,8 @@ const {
     stackForSuite, limits, assertError, expectStatus, signUp, newPhone, waitFor,
 } = require('./lib/stack');
 
+// A character of four bytes in UTF-8 (two UTF-16 units in JavaScript).
+const SMILE = '\u{1F600}';
 // A ULID nobody has.
 const NO_SUCH_ID = '01J0000000000000000000ZZZZ';
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
@@ -780,6 +782,11 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await create({ kind: 'group', title: 'Две\nстроки' }), 400, 'title', 'a line break in the title');
         await check(await create({ kind: 'group', title: 42 }), 400, 'title', 'a title as a number');
         await check(await create({ kind: 'group', title: 'x', description: 'д'.repeat(2001) }), 400, 'description', 'a long description');
+        // Lengths are in characters, and a character may take four bytes:
+        // one more than the limit is refused, never cut to fit.
+        await check(await create({ kind: 'group', title: SMILE.repeat(200) + 'a' }), 400, 'title', 'a title of 201 characters, 200 of four bytes');
+        await check(await create({ kind: 'group', title: 'x', description: SMILE.repeat(2000) + 'a' }), 400, 'description',
+            'a description of 2001 characters, 2000 of four bytes');
         await check(await create({ kind: 'group', title: 'x', colour: 'red' }), 400, 'colour', 'an unknown field');
         await check(await create({ kind: 'group', title: 'x', audience: 'everyone' }), 400, 'audience', 'an unknown audience');
         await check(await create({ kind: 'group', title: 'x', audience: 'students' }), 400, 'unit_id', 'a group audience without the group');
@@ -816,6 +823,9 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await patch({ archived: 'yes' }), 400, 'archived', 'archived as a string');
         await check(await patch({ pinned: true }), 400, 'pinned', 'an unknown field');
         await check(await patch({ description: 'д'.repeat(2001) }), 400, 'description', 'a long description');
+        await check(await patch({ title: SMILE.repeat(200) + 'a' }), 400, 'title', 'a title of 201 characters, 200 of four bytes');
+        await check(await patch({ description: SMILE.repeat(2000) + 'a' }), 400, 'description',
+            'a description of 2001 characters, 2000 of four bytes');
         await check(await stack.patch('/v1/chats/not-an-id', { title: 'x' }, tok(w.t1)), 400, 'chat_id', 'a bad chat id');
 
         // members
@@ -853,6 +863,8 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await send({ text: '' }), 400, 'text', 'empty text');
         await check(await send({ text: ' \n\t ' }), 400, 'text', 'blank text');
         await check(await send({ text: 'я'.repeat(4097) }), 400, 'text', '4097 characters');
+        await check(await send({ text: SMILE.repeat(4096) + 'a' }), 400, 'text', '4097 characters, 4096 of four bytes');
+        await check(await send({ text: SMILE.repeat(4097) }), 400, 'text', '4097 four-byte characters');
         await check(await send({ text: 'звонок\u0007' }), 400, 'text', 'a bell character');
         await check(await send({ text: 'escape \u001b[31mred' }), 400, 'text', 'an escape sequence');
         await check(await send({ text: 'c1 \u0085 control' }), 400, 'text', 'a C1 control');
@@ -883,6 +895,7 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         const edit = (body, id = m.id) => stack.patch(`/v1/chats/${c.id}/messages/${id}`, body, tok(w.s1));
         await check(await edit({ text: '' }), 400, 'text', 'an empty edit');
         await check(await edit({ text: 'я'.repeat(4097) }), 400, 'text', 'a long edit');
+        await check(await edit({ text: SMILE.repeat(4096) + 'a' }), 400, 'text', 'an edit of 4097 characters, 4096 of four bytes');
         await check(await edit({ text: 'правка\u0008' }), 400, 'text', 'a control character');
         await check(await edit({ text: 3 }), 400, 'text', 'text as a number');
         await check(await edit({ text: 'ok', reply_to: m.id }), 400, 'reply_to', 'a field edits do not take');
