@@ -1329,6 +1329,8 @@ s_read (bus_call_t *call, const void *request, void **reply)
     status_t st = s_access (call, req->chat_id, &chat, &m);
     if (st != ST_OK)
         return st;
+    if (!req->_seq_case)
+        return bus_call_fail (call, ST_BAD_REQUEST, "seq", "seq (the last message read) is required");
     if (req->seq > chat.last_seq)
         return bus_call_fail (call, ST_BAD_REQUEST, "seq", "seq is beyond the chat's last message (%llu)",
                               (unsigned long long) chat.last_seq);

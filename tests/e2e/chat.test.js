@@ -911,6 +911,8 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await read({ seq: 1.5 }), 400, 'seq', 'a fractional seq');
         await check(await read({ seq: 1000 }), 400, 'seq', 'a seq beyond the last message');
         await check(await read({ seq: 1, at: 'now' }), 400, 'at', 'an unknown field');
+        await check(await read({}), 400, 'seq', 'no seq');
+        await check(await read({ seq: null }), 400, 'seq', 'seq null');
 
         // GET /v1/search/messages
         const search = (q) => stack.get(`/v1/search/messages${q}`, tok(w.s1));
