@@ -1350,7 +1350,9 @@ s_search (bus_call_t *call, const void *request, void **reply)
 {
     const Chat__SearchRequest *req = request;
     arena_t *arena = bus_call_arena (call);
-    if (!req->q || strlen (req->q) > 512)
+    if (!req->q || !text_utf8_valid (req->q, strlen (req->q)))
+        return bus_call_fail (call, ST_BAD_REQUEST, "q", "q must be UTF-8 text");
+    if (!*req->q || text_utf8_length (req->q) > 512)
         return bus_call_fail (call, ST_BAD_REQUEST, "q", "q is 1 to 512 characters");
     char *match = chat_fts_query (req->q);
     if (!match)

@@ -727,6 +727,11 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         for (const id of [m1.id, m2.id, staff.id, other.id, privateNote.id]) assert.ok(!parent.includes(id), `the parent does not find ${id}`);
         for (const who of [w.outsider, w.sb, w.s6])
             assert.deepEqual((await searchAs(stack, who, 'урок')).items, [], `${who.name} finds nothing of the college`);
+        // q's limit is in characters: 300 of them, Cyrillic (550 bytes), are
+        // a q like any other.
+        const longQ = 'уроки '.repeat(50);
+        assert.equal([...longQ].length, 300);
+        assert.ok((await searchAs(stack, w.s1, longQ)).items.some((x) => x.id === m1.id), 'a q of 300 characters, mostly Cyrillic');
         // Within one chat; a chat the caller cannot read is 404, not an empty list.
         const inChat = await searchAs(stack, w.t1, 'урок', `&chat_id=${c.id}`);
         assert.deepEqual(inChat.items.map((x) => x.id), [m2.id, m1.id]);
@@ -920,6 +925,7 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await search('?q='), 400, 'q', 'an empty q');
         await check(await search(`?q=${encodeURIComponent('!!! ??? ...')}`), 400, 'q', 'no word to search for');
         await check(await search(`?q=${'a'.repeat(513)}`), 400, 'q', 'a q of 513 characters');
+        await check(await search(`?q=${encodeURIComponent('я'.repeat(513))}`), 400, 'q', 'a q of 513 Cyrillic characters');
         await check(await search('?q=урок&chat_id=not-an-id'), 400, 'chat_id', 'a bad chat id');
         await check(await search('?q=урок&limit=all'), 400, 'limit', 'a limit as a word');
         await check(await search('?q=урок&sort=old'), 400, 'sort', 'an unknown query parameter');
