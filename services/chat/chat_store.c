@@ -901,14 +901,17 @@ chatstore_desired (db_t *db, const chat_t *chat, chatstore_want_fn *fn, void *ar
     int automatic = chat->created_by[0] == 0;
     switch (chat->audience) {
     case CHAT__AUDIENCE__AUDIENCE_ALL:
-        /*  Everyone in the org reads; admins and administration post. */
-        stmt = db_stmt (db, "SELECT user_id, min (CASE WHEN role IN (1, 2) THEN 2 ELSE 3 END)"
+        /*  Everyone in the org reads; admins post (API.md: "everyone
+            reads, admins post"). */
+        stmt = db_stmt (db, "SELECT user_id, min (CASE WHEN role = 1 THEN 2 ELSE 3 END)"
                             " FROM org_roles WHERE org_id = ? GROUP BY user_id");
         if (!stmt)
             return -1;
         db_bind_text (stmt, 1, chat->org_id);
         break;
     case CHAT__AUDIENCE__AUDIENCE_STAFF:
+        /*  Admins, administration and teachers; admins and administration
+            post. */
         stmt = db_stmt (db, "SELECT user_id, min (CASE WHEN role IN (1, 2) THEN 2 ELSE 3 END)"
                             " FROM org_roles WHERE org_id = ? AND role IN (1, 2, 3) GROUP BY user_id");
         if (!stmt)
