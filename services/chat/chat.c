@@ -672,20 +672,29 @@ s_create (bus_call_t *call, const void *request, void **reply)
     chat_t chat;
     memset (&chat, 0, sizeof chat);
     int pupils = 0;
-    if (req->audience) {
-        if (req->audience == CHAT__AUDIENCE__AUDIENCE_STUDENTS || req->audience == CHAT__AUDIENCE__AUDIENCE_PARENTS) {
-            /*  A subject chat with a group: its members follow the roster. */
-            if (!req->_unit_id_case || !req->unit_id || !*req->unit_id)
-                return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
-                                      "a chat for a group's students or parents names the group");
-            pupils = 1;
-        }
-        else if (!bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMIN)
-                 && !bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMINISTRATION))
+    int with_unit = req->_unit_id_case && req->unit_id && *req->unit_id;
+    /*  An audience makes the chat follow a roster: a group's (students,
+        parents: the group is named) or the whole org's (all, staff: no
+        unit, which would mean nothing there). Without an audience a unit
+        only says what the chat is about; its members are whoever is added. */
+    if (req->audience == CHAT__AUDIENCE__AUDIENCE_STUDENTS || req->audience == CHAT__AUDIENCE__AUDIENCE_PARENTS) {
+        if (!with_unit)
+            return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
+                                  "a chat for a group's students or parents names the group");
+        pupils = 1;
+    }
+    else if (req->audience) {
+        if (with_unit)
+            return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
+                                  "a chat for the whole organisation or its staff has no unit_id");
+        if (!bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMIN)
+            && !bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMINISTRATION))
             return bus_call_fail (call, ST_FORBIDDEN, "audience",
                                   "only admins and administration make org-wide chats");
+        /*  Everyone in the org: its students and parents too. */
+        pupils = req->audience == CHAT__AUDIENCE__AUDIENCE_ALL;
     }
-    if (req->_unit_id_case && req->unit_id && *req->unit_id) {
+    if (with_unit) {
         if (bus_call_check_id (call, "unit_id", req->unit_id))
             return ST_BAD_REQUEST;
         unit_t u;

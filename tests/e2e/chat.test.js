@@ -485,6 +485,9 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
             [w.adm, { kind: 'group', title: 'Совет обучающихся', member_ids: [w.s1.user.id, w.s3.user.id] }, 403, 'forbidden'],
             // A teacher does not make org-wide chats.
             [w.t1, { kind: 'channel', title: 'Всем-всем', audience: 'all' }, 403, 'forbidden'],
+            // Administration makes org-wide chats, but "all" includes the
+            // students and parents: only an admin makes that one.
+            [w.adm, { kind: 'channel', title: 'Всем от завуча', audience: 'all' }, 403, 'forbidden'],
         ];
         for (const [who, body, status, code] of refused)
             assertError(await stack.post(`/v1/orgs/${w.a.id}/chats`, body, tok(who)), status, code, undefined,
@@ -799,6 +802,9 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await create({ kind: 'group', title: 'x', audience: 'students', unit_id: 'not-an-id' }), 400, 'unit_id', 'a bad unit id');
         await check(await create({ kind: 'group', title: 'x', audience: 'students', unit_id: w.dep.id }), 400, 'unit_id', 'a department as the group');
         await check(await create({ kind: 'group', title: 'x', audience: 'students', unit_id: w.gb.id }), 404, 'unit_id', 'another college\'s group');
+        // An org-wide audience follows the whole org's roster: a unit means nothing there.
+        await check(await create({ kind: 'group', title: 'x', audience: 'staff', unit_id: w.g1.id }), 400, 'unit_id', 'a staff chat with a unit');
+        await check(await create({ kind: 'channel', title: 'x', audience: 'all', unit_id: w.g1.id }), 400, 'unit_id', 'an all chat with a unit');
         await check(await create({ kind: 'group', title: 'x', member_ids: 'всех' }), 400, 'member_ids', 'member_ids as a string');
         await check(await create({ kind: 'group', title: 'x', member_ids: ['not-an-id'] }), 400, 'member_ids', 'a bad member id');
         await check(await create({ kind: 'group', title: 'x', member_ids: [NO_SUCH_ID] }), 400, 'member_ids', 'nobody\'s id');
