@@ -470,6 +470,24 @@ s_moderates (const membership_t *m)
     return m->role == OWNER || m->role == MODERATOR;
 }
 
+/*  A hand-made chat is run by its owners: the last one neither steps down
+    nor leaves (they name another owner first). Automatic chats are owned
+    by the roster, direct chats by nobody. ST_OK or a 409 already failed. */
+static status_t
+s_keeps_an_owner (bus_call_t *call, const chat_t *chat, const membership_t *them)
+{
+    if (them->role != OWNER || !chat->created_by[0] || chat->kind == CHAT__CHAT_KIND__CHAT_KIND_DIRECT)
+        return ST_OK;
+    int owners = 0;
+    if (chatstore_owner_count (bus_call_db (call), chat->id, &owners))
+        return bus_call_db_error (call);
+    if (owners > 1)
+        return ST_OK;
+    bus_call_set_code (call, "last_owner");
+    return bus_call_fail (call, ST_CONFLICT, "user_id",
+                          "this is the chat's last owner: name another owner first");
+}
+
 /*  Authors' names come from identity's events; ask identity for any we
     have not heard of yet (a user who registered before this database). */
 static void
@@ -1023,6 +1041,8 @@ s_member_update (bus_call_t *call, const void *request, void **reply)
         int want = (int) req->role;
         if ((want == OWNER || want == MODERATOR || them.role == MODERATOR) && me.role != OWNER)
             return bus_call_fail (call, ST_FORBIDDEN, "role", "only an owner names owners and moderators");
+        if (want != OWNER && (st = s_keeps_an_owner (call, &chat, &them)))
+            return st;
         role = req->role;
     }
     if (req->_muted_until_case) {
@@ -1062,6 +1082,8 @@ s_member_remove (bus_call_t *call, const void *request, void **reply)
         return bus_call_fail (call, ST_CONFLICT, "user_id",
                               "membership of this chat follows the organisation's roster");
     }
+    if ((st = s_keeps_an_owner (call, &chat, &them)))
+        return st;
     if (chatstore_member_delete (e.db, chat.id, req->user_id) < 0
         || s_member_event (&e, "chat.member_removed", &chat, req->user_id, them.role, self ? "left" : "removed"))
         return bus_call_db_error (call);

@@ -371,6 +371,18 @@ chatstore_member_read (db_t *db, const char *chat_id, const char *user_id, uint6
 }
 
 int
+chatstore_owner_count (db_t *db, const char *chat_id, int *count)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT count(*) FROM members WHERE chat_id = ? AND role = 1");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, chat_id);
+    int rc = sqlite3_step (stmt);
+    *count = rc == SQLITE_ROW ? sqlite3_column_int (stmt, 0) : 0;
+    return s_done (stmt, rc);
+}
+
+int
 chatstore_members (db_t *db, const char *chat_id, const char *cursor, uint32_t limit,
                    arena_t *arena, char ***ids, int **roles, int64_t **muted, int **automatic,
                    size_t *count)

@@ -65,6 +65,8 @@ int chatstore_member_set (db_t *db, const char *chat_id, const char *user_id, in
                           int64_t muted_until);
 int chatstore_member_delete (db_t *db, const char *chat_id, const char *user_id);
 int chatstore_member_read (db_t *db, const char *chat_id, const char *user_id, uint64_t seq);
+/*  How many owners a chat has. */
+int chatstore_owner_count (db_t *db, const char *chat_id, int *count);
 /*  Member ids of a chat (all when limit is 0), after `cursor`. */
 int chatstore_members (db_t *db, const char *chat_id, const char *cursor, uint32_t limit,
                        arena_t *arena, char ***ids, int **roles, int64_t **muted, int **automatic,

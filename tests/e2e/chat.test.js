@@ -536,6 +536,35 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         assert.ok(s1Titles.includes('Экскурсия на завод') && !s1Titles.includes('Математика ИС-22'), JSON.stringify(s1Titles));
     });
 
+    it('a hand-made chat keeps an owner: its last owner cannot step down or leave (409), one of several can', async () => {
+        const c = await newChat(stack, w.a, w.t1, { kind: 'group', title: 'Кружок робототехники',
+            member_ids: [w.s1.user.id, w.t2.user.id] });
+        const members = () => membersOf(stack, w.t1, c.id, w.names);
+        assert.deepEqual(await members(), { 'Пётр Кураторов': 'owner', 'Анна Студентова': 'member', 'Ольга Кураторова': 'member' });
+        const lastOwner = async (res, what) => {
+            assertError(res, 409, 'last_owner', 'user_id', what);
+            assert.match(res.json.error.message, /owner/, `${what}: the message says why`);
+        };
+        for (const role of ['member', 'moderator', 'readonly'])
+            await lastOwner(await stack.patch(`/v1/chats/${c.id}/members/${w.t1.user.id}`, { role }, tok(w.t1)),
+                `the last owner makes themself ${role}`);
+        await lastOwner(await stack.del(`/v1/chats/${c.id}/members/${w.t1.user.id}`, tok(w.t1)), 'the last owner leaves');
+        assert.deepEqual(await members(), { 'Пётр Кураторов': 'owner', 'Анна Студентова': 'member', 'Ольга Кураторова': 'member' },
+            'the refusals changed nothing');
+        // With a second owner, either may step down; then the other is the last.
+        expectStatus(await stack.patch(`/v1/chats/${c.id}/members/${w.t2.user.id}`, { role: 'owner' }, tok(w.t1)), 200,
+            'the owner names a second owner');
+        expectStatus(await stack.patch(`/v1/chats/${c.id}/members/${w.t1.user.id}`, { role: 'moderator' }, tok(w.t1)), 200,
+            'one of two owners steps down');
+        await lastOwner(await stack.del(`/v1/chats/${c.id}/members/${w.t2.user.id}`, tok(w.t2)), 'the new last owner leaves');
+        await lastOwner(await stack.patch(`/v1/chats/${c.id}/members/${w.t2.user.id}`, { role: 'member' }, tok(w.t2)),
+            'the new last owner steps down');
+        assert.deepEqual(await members(), { 'Пётр Кураторов': 'moderator', 'Анна Студентова': 'member', 'Ольга Кураторова': 'owner' });
+        // A moderator leaves as anyone may.
+        assert.equal((await stack.del(`/v1/chats/${c.id}/members/${w.t1.user.id}`, tok(w.t1))).status, 204, 'a moderator leaves');
+        assert.deepEqual(await membersOf(stack, w.t2, c.id, w.names), { 'Анна Студентова': 'member', 'Ольга Кураторова': 'owner' });
+    });
+
     it('messages: the author edits (edited_at shown, others 403); author, chat moderator or org admin delete (a tombstone stays in the history)', async () => {
         const c = await newChat(stack, w.a, w.t1, { kind: 'group', title: 'Курсовые проекты',
             member_ids: [w.s1.user.id, w.s2.user.id, w.t2.user.id, w.a.admin.user.id] });
