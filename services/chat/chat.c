@@ -445,23 +445,35 @@ static const event_handler_t s_events[] = {
 /* --- request helpers --- */
 
 /*  The chat and the caller's place in it. Not a member, or no longer in
-    the chat's org: the chat does not exist as far as they can tell. */
+    the chat's org: the chat does not exist as far as they can tell. With
+    org_admin_too an admin of the chat's org finds it too, as a non-member
+    (m->role 0): for deleting messages in any chat of their org. */
 static status_t
-s_access (bus_call_t *call, const char *chat_id, chat_t *chat, membership_t *m)
+s_find_chat (bus_call_t *call, const char *chat_id, int org_admin_too, chat_t *chat, membership_t *m)
 {
     if (bus_call_check_id (call, "chat_id", chat_id))
         return ST_BAD_REQUEST;
+    memset (m, 0, sizeof *m);
     int found = chatstore_chat_get (bus_call_db (call), chat_id, chat);
     if (found < 0)
         return bus_call_db_error (call);
     if (found) {
-        found = chatstore_member_get (bus_call_db (call), chat_id, bus_call_user (call), m);
-        if (found < 0)
+        int member = chatstore_member_get (bus_call_db (call), chat_id, bus_call_user (call), m);
+        if (member < 0)
             return bus_call_db_error (call);
+        found = member
+                || (org_admin_too
+                    && bus_caller_has_role (bus_call_caller (call), chat->org_id, BUS__ROLE__ROLE_ADMIN));
     }
     if (!found || !bus_caller_membership (bus_call_caller (call), chat->org_id))
         return bus_call_fail (call, ST_NOT_FOUND, "chat_id", "no such chat");
     return ST_OK;
+}
+
+static status_t
+s_access (bus_call_t *call, const char *chat_id, chat_t *chat, membership_t *m)
+{
+    return s_find_chat (call, chat_id, 0, chat, m);
 }
 
 static int
@@ -1325,7 +1337,7 @@ s_delete (bus_call_t *call, const void *request, void **reply)
     env_t e = s_env_call (call);
     chat_t chat;
     membership_t m;
-    status_t st = s_access (call, req->chat_id, &chat, &m);
+    status_t st = s_find_chat (call, req->chat_id, 1, &chat, &m);
     if (st != ST_OK)
         return st;
     if (bus_call_check_id (call, "id", req->id))
@@ -1337,6 +1349,8 @@ s_delete (bus_call_t *call, const void *request, void **reply)
         return bus_call_db_error (call);
     if (!found || head.deleted)
         return bus_call_fail (call, ST_NOT_FOUND, "id", "no such message");
+    /*  An org admin may delete in any chat of the org (moderation), member
+        or not; reading stays for members. */
     int allowed = strcmp (head.author_id, bus_call_user (call)) == 0 || s_moderates (&m)
                   || bus_caller_has_role (bus_call_caller (call), chat.org_id, BUS__ROLE__ROLE_ADMIN);
     if (!allowed)

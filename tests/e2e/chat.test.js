@@ -610,6 +610,23 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         }
         assert.equal(items[3].text, 'Консультация в четверг');
         assert.equal((await getChat(stack, w.s2, c.id)).last_message.id, m4.id);
+
+        // An org admin deletes in any chat of the org, even one they are not
+        // in (a group chat), without being able to read it; an admin of
+        // another org, or staff who are not in the chat, get 404.
+        const inGroup = await post(stack, w.s2, ch.g1, 'Кто-нибудь решил пятую задачу?');
+        for (const who of [w.b.admin, w.t2, w.p2])
+            assertError(await stack.del(`/v1/chats/${ch.g1}/messages/${inGroup.id}`, tok(who)), 404, 'not_found', 'chat_id',
+                `${who.name} deletes in a chat they do not see`);
+        assert.equal((await allMessages(stack, w.t1, ch.g1)).find((x) => x.id === inGroup.id).deleted, false, 'the refusals deleted nothing');
+        assert.equal((await stack.del(`/v1/chats/${ch.g1}/messages/${inGroup.id}`, tok(w.a.admin))).status, 204,
+            'the org admin deletes in a group chat they are not in');
+        const tomb = (await allMessages(stack, w.s1, ch.g1)).find((x) => x.id === inGroup.id);
+        assert.deepEqual([tomb.deleted, tomb.text], [true, ''], 'the group reads a tombstone');
+        assertError(await stack.get(`/v1/chats/${ch.g1}/messages`, tok(w.a.admin)), 404, 'not_found', 'chat_id',
+            'deleting gave the admin no reading');
+        assertError(await stack.del(`/v1/chats/${ch.g1}/messages/${inGroup.id}`, tok(w.a.admin)), 404, 'not_found', 'id',
+            'deleting twice');
     });
 
     it('sequence numbers are gap-free per chat (refused posts take none, concurrent posts get distinct consecutive ones); history pages with before and after', async () => {
