@@ -820,11 +820,17 @@ s_direct (bus_call_t *call, const void *request, void **reply)
                  || s_chat_event (&e, "chat.created", &chat);
     }
     else if (found > 0) {
-        /*  Someone who left gets back in. */
-        membership_t m;
-        failed = chatstore_member_get (e.db, chat.id, me, &m) == 0
-                 && (chatstore_member_put (e.db, chat.id, me, MEMBER, 0, e.now)
-                     || s_member_event (&e, "chat.member_added", &chat, me, MEMBER, "direct"));
+        /*  Both are in the org now (checked above): whoever left the chat,
+            or left the org and came back, is in it again. */
+        const char *people[2] = {me, req->user_id};
+        for (int i = 0; i < 2 && !failed; i++) {
+            membership_t m;
+            int in = chatstore_member_get (e.db, chat.id, people[i], &m);
+            failed = in < 0
+                     || (in == 0
+                         && (chatstore_member_put (e.db, chat.id, people[i], MEMBER, 0, e.now)
+                             || s_member_event (&e, "chat.member_added", &chat, people[i], MEMBER, "direct")));
+        }
     }
     if ((st = s_txn_end (call, failed)))
         return st;

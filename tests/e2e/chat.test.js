@@ -468,6 +468,29 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
             'one direct chat in the student\'s list, named after the teacher');
     });
 
+    it('a direct chat re-opened after the other person left the org and came back has both people again', async () => {
+        const x = await member(stack, w.a, 'parent', 'Родитель Вернувшийся');
+        const names = { ...w.names, [x.user.id]: x.name };
+        const chat = expectStatus(await stack.post(`/v1/orgs/${w.a.id}/direct`, { user_id: x.user.id }, tok(w.t1)), 201);
+        const before = await post(stack, w.t1, chat.id, 'Здравствуйте! Напоминаю про собрание.');
+        // They lose their only role: out of every chat of the org.
+        assert.equal((await stack.del(`/v1/orgs/${w.a.id}/members/${x.user.id}/roles/parent`, tok(w.a.admin))).status, 204);
+        await settles(stack, 'the direct chat without the one who left', () => membersOf(stack, w.t1, chat.id, names),
+            { 'Пётр Кураторов': 'member' });
+        assertError(await stack.get(`/v1/chats/${chat.id}/messages`, tok(x)), 404, 'not_found', 'chat_id', 'out of the org: no reading');
+        // Back in the org; the one who stayed opens the chat again.
+        expectStatus(await stack.post(`/v1/orgs/${w.a.id}/members/${x.user.id}/roles`, { role: 'parent' }, tok(w.a.admin)), 200);
+        const again = expectStatus(await stack.post(`/v1/orgs/${w.a.id}/direct`, { user_id: x.user.id }, tok(w.t1)), 200,
+            'the direct chat is found again');
+        assert.equal(again.id, chat.id);
+        assert.deepEqual(await membersOf(stack, w.t1, chat.id, names), { 'Пётр Кураторов': 'member', 'Родитель Вернувшийся': 'member' },
+            'both people are members again');
+        const after = await post(stack, w.t1, chat.id, 'С возвращением!');
+        assert.deepEqual((await allMessages(stack, x, chat.id)).map((m) => m.id), [before.id, after.id], 'the other reads it');
+        await post(stack, x, chat.id, 'Спасибо, буду.');
+        assert.ok((await chatsOf(stack, x, w.a.id)).some((c) => c.id === chat.id), 'it is in their list');
+    });
+
     it('who creates chats: not students, parents or outsiders; staff do; only a verified teacher or an admin makes one with students or parents', async () => {
         const refused = [
             [w.s1, { kind: 'group', title: 'Чат студентов без куратора' }, 403, 'forbidden'],
