@@ -122,7 +122,16 @@ s_want (void *arg, const char *user_id, int role)
 }
 
 /*  Makes an automatic (roster-following) chat's members what the mirror
-    says they should be. Hand-added members are left alone. */
+    says they should be. Hand-added members are left alone.
+
+    Roles: a member the roster takes in gets the role it gives them (the
+    curator owner, admins moderators in the channels, everyone else
+    member), and it is remembered as their roster role. An owner or
+    moderator may then set another role by hand (readonly, moderator): it
+    stays for as long as the roster's role for that member stays what it
+    was, and gives way when that changes (a teacher made admin moderates
+    the channels). The curator's ownership is the roster's and always
+    holds. */
 static int
 s_sync_chat (env_t *e, const chat_t *chat)
 {
@@ -134,32 +143,37 @@ s_sync_chat (env_t *e, const chat_t *chat)
     int rc = -1;
     if (chatstore_desired (e->db, chat, s_want, &d))
         goto out;
-    char **ids;
-    int *roles, *automatic;
+    member_row_t *rows;
     size_t n = 0;
-    if (chatstore_members (e->db, chat->id, NULL, 0, e->arena, &ids, &roles, NULL, &automatic, &n))
+    if (chatstore_member_rows (e->db, chat->id, e->arena, &rows, &n))
         goto out;
-    /*  Remove automatic members no longer wanted; fix roles. */
+    /*  Remove automatic members no longer wanted; follow the roster's
+        role changes. */
     for (size_t i = 0; i < n; i++) {
-        intptr_t want = (intptr_t) zhashx_lookup (d.want, ids[i]);
-        if (!want && automatic[i]) {
-            if (chatstore_member_delete (e->db, chat->id, ids[i]) < 0
-                || s_member_event (e, "chat.member_removed", chat, ids[i], roles[i], "roster"))
+        const member_row_t *r = &rows[i];
+        int want = (int) (intptr_t) zhashx_lookup (d.want, r->user_id);
+        if (!want) {
+            if (r->automatic
+                && (chatstore_member_delete (e->db, chat->id, r->user_id) < 0
+                    || s_member_event (e, "chat.member_removed", chat, r->user_id, r->role, "roster")))
                 goto out;
+            continue;
         }
-        else if (want && automatic[i] && want != roles[i]) {
-            if (chatstore_member_put (e->db, chat->id, ids[i], (int) want, 1, e->now)
-                || s_member_event (e, "chat.member_added", chat, ids[i], (int) want, "roster"))
-                goto out;
-        }
-        if (want)
-            zhashx_delete (d.want, ids[i]);
+        zhashx_delete (d.want, r->user_id);
+        if (!r->automatic || (r->roster_role == want && (want != OWNER || r->role == OWNER)))
+            continue;
+        int role = r->roster_role == want && want != OWNER ? r->role : want;
+        if (chatstore_member_put_roster (e->db, chat->id, r->user_id, role, want, e->now)
+            || (role != r->role
+                && s_member_event (e, "chat.member_added", chat, r->user_id, role, "roster")))
+            goto out;
     }
     /*  Add the missing. */
     for (void *v = zhashx_first (d.want); v; v = zhashx_next (d.want)) {
         const char *user = zhashx_cursor (d.want);
-        if (chatstore_member_put (e->db, chat->id, user, (int) (intptr_t) v, 1, e->now)
-            || s_member_event (e, "chat.member_added", chat, user, (int) (intptr_t) v, "roster"))
+        int role = (int) (intptr_t) v;
+        if (chatstore_member_put_roster (e->db, chat->id, user, role, role, e->now)
+            || s_member_event (e, "chat.member_added", chat, user, role, "roster"))
             goto out;
     }
     rc = 0;
@@ -1061,6 +1075,13 @@ s_member_update (bus_call_t *call, const void *request, void **reply)
             return bus_call_fail (call, ST_FORBIDDEN, "role", "only an owner names owners and moderators");
         if (want != OWNER && (st = s_keeps_an_owner (call, &chat, &them)))
             return st;
+        /*  Other roles set by hand stay through roster changes (s_sync_chat);
+            a curator's ownership of the group's chats is the roster's. */
+        if (want != OWNER && them.automatic && them.roster_role == OWNER) {
+            bus_call_set_code (call, "roster_chat");
+            return bus_call_fail (call, ST_CONFLICT, "role",
+                                  "the group's curator owns this chat by the roster");
+        }
         role = req->role;
     }
     if (req->_muted_until_case) {

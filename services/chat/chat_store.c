@@ -54,6 +54,11 @@ const char *const chatstore_migrations[] = {
     "CREATE TABLE guardians (org_id TEXT NOT NULL, parent_id TEXT NOT NULL,"
     "  student_id TEXT NOT NULL, PRIMARY KEY (org_id, parent_id, student_id)) WITHOUT ROWID;"
     "CREATE INDEX guardians_student ON guardians (student_id);",
+    /* 2: the role the roster last gave an automatic member, so that a role
+       an owner sets by hand stays until the roster's own role for them
+       changes. Roles there now count as the roster's. */
+    "ALTER TABLE members ADD COLUMN roster_role INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE members SET roster_role = role WHERE automatic = 1;",
     NULL,
 };
 
@@ -294,8 +299,8 @@ chatstore_user_chats (db_t *db, const char *user_id, const char *org_id, const c
 int
 chatstore_member_get (db_t *db, const char *chat_id, const char *user_id, membership_t *out)
 {
-    sqlite3_stmt *stmt = db_stmt (db, "SELECT role, muted_until, read_seq, automatic FROM members"
-                                      " WHERE chat_id = ? AND user_id = ?");
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT role, muted_until, read_seq, automatic, roster_role"
+                                      " FROM members WHERE chat_id = ? AND user_id = ?");
     if (!stmt)
         return -1;
     db_bind_text (stmt, 1, chat_id);
@@ -307,6 +312,7 @@ chatstore_member_get (db_t *db, const char *chat_id, const char *user_id, member
         out->muted_until = sqlite3_column_int64 (stmt, 1);
         out->read_seq = (uint64_t) sqlite3_column_int64 (stmt, 2);
         out->automatic = sqlite3_column_int (stmt, 3);
+        out->roster_role = sqlite3_column_int (stmt, 4);
     }
     sqlite3_reset (stmt);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
@@ -326,6 +332,24 @@ chatstore_member_put (db_t *db, const char *chat_id, const char *user_id, int ro
     db_bind_text (stmt, 2, user_id);
     sqlite3_bind_int (stmt, 3, role);
     sqlite3_bind_int (stmt, 4, automatic);
+    sqlite3_bind_int64 (stmt, 5, now);
+    return db_step_done (db, stmt, NULL);
+}
+
+int
+chatstore_member_put_roster (db_t *db, const char *chat_id, const char *user_id, int role,
+                             int roster_role, int64_t now)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "INSERT INTO members (chat_id, user_id, role, automatic,"
+                                      " roster_role, joined_at) VALUES (?1, ?2, ?3, 1, ?4, ?5)"
+                                      " ON CONFLICT (chat_id, user_id) DO UPDATE SET role = ?3,"
+                                      " automatic = 1, roster_role = ?4");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, chat_id);
+    db_bind_text (stmt, 2, user_id);
+    sqlite3_bind_int (stmt, 3, role);
+    sqlite3_bind_int (stmt, 4, roster_role);
     sqlite3_bind_int64 (stmt, 5, now);
     return db_step_done (db, stmt, NULL);
 }
@@ -379,6 +403,39 @@ chatstore_owner_count (db_t *db, const char *chat_id, int *count)
     db_bind_text (stmt, 1, chat_id);
     int rc = sqlite3_step (stmt);
     *count = rc == SQLITE_ROW ? sqlite3_column_int (stmt, 0) : 0;
+    return s_done (stmt, rc);
+}
+
+int
+chatstore_member_rows (db_t *db, const char *chat_id, arena_t *arena, member_row_t **rows,
+                       size_t *count)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT user_id, role, automatic, roster_role FROM members"
+                                      " WHERE chat_id = ? ORDER BY user_id");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, chat_id);
+    size_t cap = 0;
+    *rows = NULL;
+    *count = 0;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (*count == cap) {
+            size_t cap2 = cap ? cap * 2 : 32;
+            member_row_t *bigger = arena_alloc (arena, cap2 * sizeof (member_row_t));
+            if (cap)
+                memcpy (bigger, *rows, cap * sizeof (member_row_t));
+            *rows = bigger;
+            cap = cap2;
+        }
+        member_row_t *r = &(*rows)[(*count)++];
+        r->user_id = arena_strdup (arena, db_col_text (stmt, 0));
+        r->role = sqlite3_column_int (stmt, 1);
+        r->automatic = sqlite3_column_int (stmt, 2);
+        r->roster_role = sqlite3_column_int (stmt, 3);
+    }
+    if (!*rows)
+        *rows = arena_alloc (arena, sizeof (member_row_t));
     return s_done (stmt, rc);
 }
 

@@ -1034,6 +1034,176 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
     });
 });
 
+// Every kind of roster change, one after another in one college, with the
+// members of the automatic chats (and of hand-made chats given an audience)
+// checked after each.
+describe('the automatic chats follow every roster change', { timeout: 600000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    let o;      // the college and its people
+    let c;      // chat ids
+    const names = {};
+    const is = (who) => { names[who.user.id] = who.name; return who; };
+    const expectMembers = (what, who, chatId, expected) =>
+        settles(stack, what, () => membersOf(stack, who, chatId, names), expected);
+    const findChat = async (who, pred, what) => {
+        let found = null;
+        await waitFor(async () => {
+            found = (await chatsOf(stack, who, o.org.id)).find(pred) || null;
+            return found;
+        }, { timeoutMs: SYNC_MS, intervalMs: 100 });
+        assert.ok(found, `${what} exists\n${stack.logTails(10, ['org', 'chat'])}`);
+        return found.id;
+    };
+
+    before(async () => {
+        stack = suiteStack();
+        const org = await newOrg(stack, 'Касимовский индустриальный колледж', 'КИК');
+        org.admin.name = 'Администратор КИК';
+        is(org.admin);
+        const gA = await newUnit(stack, org, { kind: 'group', name: 'Сварщики', code: 'С-11', year: 1 });
+        const gB = await newUnit(stack, org, { kind: 'group', name: 'Электрики', code: 'Э-11', year: 1 });
+        const tA = is(await teacher(stack, org, 'Андрей Сварщиков', { verified: true, curatorOf: gA }));
+        const tB = is(await teacher(stack, org, 'Борис Электриков', { verified: true, curatorOf: gB }));
+        const tX = is(await teacher(stack, org, 'Ксения Преемница', { verified: true }));
+        const adm = is(await member(stack, org, 'administration', 'Завуч Петрова'));
+        const sa1 = is(await student(stack, org, gA, 'Артём Уходящий'));
+        const sa2 = is(await student(stack, org, gA, 'Ирина Выпускница'));
+        const sb1 = is(await student(stack, org, gB, 'Олег Электрик'));
+        const pa1 = is(await parentOf(stack, org, sa1, 'Мама Артёма'));
+        const pa2 = is(await parentOf(stack, org, sa2, 'Папа Ирины'));
+        const pb1 = is(await parentOf(stack, org, sb1, 'Мама Олега'));
+        o = { org, gA, gB, tA, tB, tX, adm, sa1, sa2, sb1, pa1, pa2, pb1 };
+        c = {
+            gA: await findChat(tA, (x) => x.unit_id === gA.id && x.audience === 'students', 'the group chat of С-11'),
+            gAp: await findChat(tA, (x) => x.unit_id === gA.id && x.audience === 'parents', 'the parents chat of С-11'),
+            gB: await findChat(tB, (x) => x.unit_id === gB.id && x.audience === 'students', 'the group chat of Э-11'),
+            gBp: await findChat(tB, (x) => x.unit_id === gB.id && x.audience === 'parents', 'the parents chat of Э-11'),
+            general: await findChat(org.admin, (x) => x.audience === 'all', 'the general channel'),
+            staff: await findChat(org.admin, (x) => x.audience === 'staff', 'the staff channel'),
+        };
+        // Hand-made chats that follow a roster: a subject chat with С-11's
+        // students, and a staff chat of the administration's.
+        c.subject = (await newChat(stack, org, tX, { kind: 'group', title: 'Материаловедение С-11', unit_id: gA.id, audience: 'students' })).id;
+        c.council = (await newChat(stack, org, adm, { kind: 'group', title: 'Педсовет', audience: 'staff' })).id;
+        await expectMembers('С-11 at the start', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+        await expectMembers('С-11 parents at the start', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Мама Артёма': 'member', 'Папа Ирины': 'member' });
+        await expectMembers('the subject chat at the start: its maker and С-11\'s students', tX, c.subject,
+            { 'Ксения Преемница': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+        await expectMembers('the staff chat at the start: its maker and the staff (admins moderating, as in the staff channel)', adm, c.council, {
+            'Завуч Петрова': 'owner', 'Администратор КИК': 'moderator', 'Андрей Сварщиков': 'member', 'Борис Электриков': 'member',
+            'Ксения Преемница': 'member',
+        });
+    });
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('a role an owner set by hand in an automatic chat stays through roster changes; the curator\'s ownership is the roster\'s', async () => {
+        const { org, gA, tA, sa2 } = o;
+        expectStatus(await stack.patch(`/v1/chats/${c.gA}/members/${sa2.user.id}`, { role: 'readonly' }, tok(tA)), 200,
+            'the curator makes a student read-only');
+        const sa3 = is(await student(stack, org, gA, 'Семён Новичок'));
+        await expectMembers('С-11 with the new student; the read-only one still read-only', tA, c.gA, {
+            'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'readonly', 'Семён Новичок': 'member',
+        });
+        assertError(await stack.post(`/v1/chats/${c.gA}/messages`, { text: 'А мне можно?' }, tok(sa2)), 403, 'forbidden', undefined,
+            'the read-only student posts after the roster changed');
+        await post(stack, sa3, c.gA, 'Здравствуйте, я новенький.');
+        // The curator cannot hand the roster's ownership away.
+        const self = await stack.patch(`/v1/chats/${c.gA}/members/${tA.user.id}`, { role: 'member' }, tok(tA));
+        assertError(self, 409, 'roster_chat', 'role', 'the curator steps down in the group chat');
+        // Back to a member; the new student leaves the way he came.
+        expectStatus(await stack.patch(`/v1/chats/${c.gA}/members/${sa2.user.id}`, { role: 'member' }, tok(tA)), 200);
+        await move(stack, org, { kind: 'expel', user_id: sa3.user.id, order_number: '1-о' });
+        await expectMembers('С-11 as before', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+    });
+
+    it('leave and return: the student and their parent leave the group\'s chats (not the college\'s channel), and come back', async () => {
+        const { org, tA, sa1, pa1 } = o;
+        await move(stack, org, { kind: 'leave', user_id: sa1.user.id, order_number: '2-о', note: 'академический отпуск' });
+        await expectMembers('С-11 without the student on leave', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Ирина Выпускница': 'member' });
+        await expectMembers('С-11 parents without his mother', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Папа Ирины': 'member' });
+        await expectMembers('the subject chat without him', o.tX, c.subject, { 'Ксения Преемница': 'owner', 'Ирина Выпускница': 'member' });
+        const inGeneral = async () => Object.keys(await membersOf(stack, org.admin, c.general, names));
+        assert.ok((await inGeneral()).includes('Артём Уходящий'), 'on leave he is still of the college');
+        assertError(await stack.get(`/v1/chats/${c.gA}/messages`, tok(sa1)), 404, 'not_found', 'chat_id', 'on leave: no group chat');
+        await move(stack, org, { kind: 'return', user_id: sa1.user.id, order_number: '3-о' });
+        await expectMembers('С-11 with the student back', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+        await expectMembers('С-11 parents with his mother back', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Мама Артёма': 'member', 'Папа Ирины': 'member' });
+        await expectMembers('the subject chat with him back', o.tX, c.subject,
+            { 'Ксения Преемница': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+        expectStatus(await stack.get(`/v1/chats/${c.gA}/messages`, tok(sa1)), 200, 'back: he reads the group chat');
+    });
+
+    it('graduate: the graduate leaves the group\'s chats and the college\'s; their parent leaves the parents chat and stays in the channel', async () => {
+        const { org, tA, sa2, pa2 } = o;
+        await move(stack, org, { kind: 'graduate', user_id: sa2.user.id, order_number: '4-о' });
+        await expectMembers('С-11 without the graduate', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member' });
+        await expectMembers('С-11 parents without her father', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Мама Артёма': 'member' });
+        await expectMembers('the subject chat without her', o.tX, c.subject, { 'Ксения Преемница': 'owner', 'Артём Уходящий': 'member' });
+        await settles(stack, 'the general channel: the graduate out, her father (still a parent here) in', async () => {
+            const all = Object.keys(await membersOf(stack, org.admin, c.general, names));
+            return [all.includes('Ирина Выпускница'), all.includes('Папа Ирины')];
+        }, [false, true]);
+        assert.deepEqual(await chatsOf(stack, sa2, org.id), [], 'the graduate has none of the college\'s chats');
+    });
+
+    it('guardian unlink: the parent leaves the parents chat and stays in the channel', async () => {
+        const { org, tA, sa1, pa1 } = o;
+        assert.equal((await stack.del(`/v1/orgs/${org.id}/guardians/${pa1.user.id}/${sa1.user.id}`, tok(org.admin))).status, 204);
+        await expectMembers('С-11 parents without the unlinked mother', tA, c.gAp, { 'Андрей Сварщиков': 'owner' });
+        assert.ok(Object.keys(await membersOf(stack, org.admin, c.general, names)).includes('Мама Артёма'), 'she is still in the channel');
+        assertError(await stack.get(`/v1/chats/${c.gAp}/messages`, tok(pa1)), 404, 'not_found', 'chat_id');
+        // Linked again: back in.
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/guardians`, { parent_id: pa1.user.id, student_id: sa1.user.id }, tok(org.admin)), 201);
+        await expectMembers('С-11 parents with her again', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Мама Артёма': 'member' });
+    });
+
+    it('curator change: the old curator leaves both of the group\'s chats, the new one owns them', async () => {
+        const { org, gA, tA, tX } = o;
+        expectStatus(await stack.put(`/v1/orgs/${org.id}/units/${gA.id}/curator`, { user_id: tX.user.id }, tok(org.admin)), 200);
+        await expectMembers('С-11 with the new curator as owner', tX, c.gA, { 'Ксения Преемница': 'owner', 'Артём Уходящий': 'member' });
+        await expectMembers('С-11 parents with the new curator as owner', tX, c.gAp, { 'Ксения Преемница': 'owner', 'Мама Артёма': 'member' });
+        assertError(await stack.get(`/v1/chats/${c.gA}/messages`, tok(tA)), 404, 'not_found', 'chat_id', 'the old curator reads the group chat');
+        assertError(await stack.get(`/v1/chats/${c.gAp}/messages`, tok(tA)), 404, 'not_found', 'chat_id', 'the old curator reads the parents chat');
+        // Still a teacher of the college.
+        assert.equal((await membersOf(stack, org.admin, c.staff, names))['Андрей Сварщиков'], 'member');
+    });
+
+    it('dismissing a curator: out of the group\'s chats and of the college\'s channels and staff chats', async () => {
+        const { org, tB, sb1 } = o;
+        await expectMembers('Э-11 before', tB, c.gB, { 'Борис Электриков': 'owner', 'Олег Электрик': 'member' });
+        await expectMembers('Э-11 parents before', tB, c.gBp, { 'Борис Электриков': 'owner', 'Мама Олега': 'member' });
+        await move(stack, org, { kind: 'dismiss', user_id: tB.user.id, order_number: '5-к' });
+        await expectMembers('Э-11 without its curator', sb1, c.gB, { 'Олег Электрик': 'member' });
+        await expectMembers('Э-11 parents without its curator', o.pb1, c.gBp, { 'Мама Олега': 'member' });
+        assert.deepEqual(await chatsOf(stack, tB, org.id), [], 'the dismissed curator has none of the college\'s chats');
+        await settles(stack, 'the staff channel without him', async () =>
+            Object.keys(await membersOf(stack, org.admin, c.staff, names)).includes('Борис Электриков'), false);
+        await settles(stack, 'the staff chat without him', async () =>
+            Object.keys(await membersOf(stack, o.adm, c.council, names)).includes('Борис Электриков'), false);
+        await post(stack, sb1, c.gB, 'А кто теперь наш куратор?');
+    });
+
+    it('a teacher granted admin moderates the general and staff channels; hiring a member as a teacher brings them into the staff channel', async () => {
+        const { org, tX, adm, pa1 } = o;
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${tX.user.id}/roles`, { role: 'admin' }, tok(org.admin)), 200);
+        await settles(stack, 'the new admin moderates both channels', async () => [
+            (await membersOf(stack, org.admin, c.general, names))['Ксения Преемница'],
+            (await membersOf(stack, org.admin, c.staff, names))['Ксения Преемница'],
+        ], ['moderator', 'moderator']);
+        assert.equal((await membersOf(stack, tX, c.gA, names))['Ксения Преемница'], 'owner', 'still the curator, owning the group chat');
+        await post(stack, tX, c.general, 'Уважаемые студенты и родители, с понедельника новое расписание.');
+        // A parent of the college hired as a teacher.
+        await move(stack, org, { kind: 'hire', user_id: pa1.user.id, order_number: '6-к' });
+        await settles(stack, 'the staff channel with the one hired', async () =>
+            (await membersOf(stack, org.admin, c.staff, names))['Мама Артёма'], 'member');
+        await settles(stack, 'the staff chat with the one hired', async () =>
+            (await membersOf(stack, adm, c.council, names))['Мама Артёма'], 'member');
+        expectStatus(await stack.get(`/v1/chats/${c.staff}/messages`, tok(pa1)), 200, 'the one hired reads the staff channel');
+        assert.equal((await membersOf(stack, org.admin, c.general, names))['Мама Артёма'], 'member', 'one membership of the channel');
+    });
+});
+
 describe('flooding a chat (the post limit: 20 per 10 s per user)', { timeout: 300000 }, () => {
     const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits({ post_user: '20/10' }) } });
     let stack;
