@@ -417,14 +417,26 @@ s_on_role (event_ctx_t *ctx, const Ev__Event *event, const ProtobufCMessage *pay
     if (!p->user_id || !*p->user_id || !p->org_id || !*p->org_id)
         return ST_OK;   /* a role still waiting for its phone */
     int present = strcmp (event->type, "identity.role.revoked") != 0;
-    if (chatstore_role_put (e.db, p->org_id, p->user_id, p->role, present)
-        || s_sync_org (&e, p->org_id, NULL))
+    if (chatstore_role_put (e.db, p->org_id, p->user_id, p->role, present))
         return ST_INTERNAL;
     int mask = 0;
     if (chatstore_roles_of (e.db, p->org_id, p->user_id, &mask))
         return ST_INTERNAL;
     if (!mask && s_left_org (&e, p->org_id, p->user_id))
         return ST_INTERNAL;
+    /*  Automatic chats count only people holding the matching role, so a
+        role changes every roster the user is in: the org's channels, and
+        the chats of the units they are in, curate, or have a child in.
+        Org's events about the same people may have come before or after
+        this one; either way the chats end up as the roster says. */
+    char **units;
+    size_t n = 0;
+    if (s_sync_org (&e, p->org_id, NULL)
+        || chatstore_roster_units (e.db, p->org_id, p->user_id, e.arena, &units, &n))
+        return ST_INTERNAL;
+    for (size_t i = 0; i < n; i++)
+        if (s_sync_org (&e, p->org_id, units[i]))
+            return ST_INTERNAL;
     return ST_OK;
 }
 

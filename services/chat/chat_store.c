@@ -963,6 +963,29 @@ chatstore_guardian_put (db_t *db, const char *org_id, const char *parent_id, con
 
 /*  Member roles: owner 1, moderator 2, member 3 (chat.proto MemberRole).
     Org roles: admin 1, administration 2, teacher 3, student 4, parent 5. */
+
+/*  SQL: the user holds the role in the org (as identity last said). */
+#define HOLDS(org, user, role)                                                               \
+    " AND EXISTS (SELECT 1 FROM org_roles r WHERE r.org_id = " org " AND r.user_id = " user \
+    " AND r.role = " role ")"
+
+int
+chatstore_roster_units (db_t *db, const char *org_id, const char *user_id, arena_t *arena,
+                        char ***ids, size_t *count)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT m.unit_id FROM unit_members m JOIN units u"
+                                      " ON u.id = m.unit_id WHERE m.user_id = ?2 AND u.org_id = ?1"
+                                      " UNION SELECT id FROM units WHERE org_id = ?1 AND curator_id = ?2"
+                                      " UNION SELECT m.unit_id FROM guardians g JOIN unit_members m"
+                                      " ON m.user_id = g.student_id WHERE g.org_id = ?1"
+                                      " AND g.parent_id = ?2");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, org_id);
+    db_bind_text (stmt, 2, user_id);
+    return s_ids (stmt, arena, ids, count);
+}
+
 int
 chatstore_desired (db_t *db, const chat_t *chat, chatstore_want_fn *fn, void *arg)
 {
@@ -988,21 +1011,29 @@ chatstore_desired (db_t *db, const chat_t *chat, chatstore_want_fn *fn, void *ar
         db_bind_text (stmt, 1, chat->org_id);
         break;
     case CHAT__AUDIENCE__AUDIENCE_STUDENTS:
-        /*  The group's students; its curator owns the automatic chat. */
-        stmt = db_stmt (db, "SELECT user_id, 3 FROM unit_members WHERE unit_id = ?1 AND role = 4"
-                            " UNION ALL SELECT curator_id, 1 FROM units WHERE id = ?1 AND ?2"
-                            " AND curator_id IS NOT NULL");
+        /*  The group's students; its curator owns the automatic chat. Only
+            people who hold the role in the org now: org and identity
+            announce separately, and whichever came first, a student without
+            the student role (or a curator without the teacher role) is not
+            in, and comes in when the role does. */
+        stmt = db_stmt (db, "SELECT m.user_id, 3 FROM unit_members m JOIN units u ON u.id = m.unit_id"
+                            " WHERE m.unit_id = ?1 AND m.role = 4" HOLDS ("u.org_id", "m.user_id", "4")
+                            " UNION ALL SELECT curator_id, 1 FROM units u WHERE id = ?1 AND ?2"
+                            " AND curator_id IS NOT NULL" HOLDS ("u.org_id", "u.curator_id", "3"));
         if (!stmt)
             return -1;
         db_bind_text (stmt, 1, chat->unit_id);
         sqlite3_bind_int (stmt, 2, automatic);
         break;
     case CHAT__AUDIENCE__AUDIENCE_PARENTS:
-        /*  The guardians of the group's students; the curator owns it. */
+        /*  The guardians (holding the parent role) of the group's students
+            (holding the student role); the curator owns it. */
         stmt = db_stmt (db, "SELECT DISTINCT g.parent_id, 3 FROM guardians g JOIN unit_members m"
-                            " ON m.user_id = g.student_id AND m.role = 4 WHERE m.unit_id = ?1"
-                            " UNION ALL SELECT curator_id, 1 FROM units WHERE id = ?1 AND ?2"
-                            " AND curator_id IS NOT NULL");
+                            " ON m.user_id = g.student_id AND m.role = 4 JOIN units u ON u.id = m.unit_id"
+                            " WHERE m.unit_id = ?1" HOLDS ("u.org_id", "m.user_id", "4")
+                            HOLDS ("u.org_id", "g.parent_id", "5")
+                            " UNION ALL SELECT curator_id, 1 FROM units u WHERE id = ?1 AND ?2"
+                            " AND curator_id IS NOT NULL" HOLDS ("u.org_id", "u.curator_id", "3"));
         if (!stmt)
             return -1;
         db_bind_text (stmt, 1, chat->unit_id);

@@ -159,8 +159,17 @@ int chatstore_student_units (db_t *db, const char *user_id, arena_t *arena, char
 int chatstore_guardian_put (db_t *db, const char *org_id, const char *parent_id,
                             const char *student_id, int present);
 
+/*  The units whose rosters count `user_id` in the org: the units they are
+    a member of, the groups they curate, the groups of the students they
+    are a guardian of. A change of their roles may change those units'
+    chats. */
+int chatstore_roster_units (db_t *db, const char *org_id, const char *user_id, arena_t *arena,
+                            char ***ids, size_t *count);
+
 /*  Who should be in an automatic chat, with the role each should have:
-    computed from the mirror. */
+    computed from the mirror alone, so the same mirror gives the same
+    members whatever order the events that built it came in. Only people
+    holding the matching role in the org count. */
 typedef void (chatstore_want_fn) (void *arg, const char *user_id, int role);
 int chatstore_desired (db_t *db, const chat_t *chat, chatstore_want_fn *fn, void *arg);
 

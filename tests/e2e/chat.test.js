@@ -1248,7 +1248,7 @@ describe('membership after the chat service was down while the roster changed', 
     let stack;
     beforeEach(() => { stack = suiteStack(); });
 
-    it('enrolments, transfers, an expulsion, a new group and a guardian recorded while chat was stopped are all reflected once it is back', async () => {
+    it('enrolments, transfers, an expulsion, a new group, a guardian, and people who lost a role and got it back, recorded while chat was stopped, are all reflected once it is back', async () => {
         const org = await newOrg(stack, 'Скопинский технологический колледж', 'СТК');
         org.admin.name = 'Администратор СТК';
         const g1 = await newUnit(stack, org, { kind: 'group', name: 'Повара', code: 'П-11', year: 1 });
@@ -1258,8 +1258,10 @@ describe('membership after the chat service was down while the roster changed', 
         const sA = await student(stack, org, g1, 'Антон Переводимый');
         const sB = await student(stack, org, g1, 'Богдан Отчисляемый');
         const pA = await parentOf(stack, org, sA, 'Мама Антона');
+        const sE = await student(stack, org, g1, 'Елена Вернувшаяся');
+        const pE = await parentOf(stack, org, sE, 'Папа Елены');
         const names = {};
-        for (const u of [org.admin, t1, t2, sA, sB, pA]) names[u.user.id] = u.name;
+        for (const u of [org.admin, t1, t2, sA, sB, pA, sE, pE]) names[u.user.id] = u.name;
         const m = (who, chatId) => () => membersOf(stack, who, chatId, names);
         const find = async (who, unitId, audience) => {
             let c = null;
@@ -1272,8 +1274,10 @@ describe('membership after the chat service was down while the roster changed', 
         const c2 = await find(t2, g2.id, 'students');
         const c2p = await find(t2, g2.id, 'parents');
         const general = await find(org.admin, null, 'all');
-        await settles(stack, 'П-11 before', m(t1, c1), { 'Куратор Поваров': 'owner', 'Антон Переводимый': 'member', 'Богдан Отчисляемый': 'member' });
-        await settles(stack, 'П-11 parents before', m(t1, c1p), { 'Куратор Поваров': 'owner', 'Мама Антона': 'member' });
+        const staff = await find(org.admin, null, 'staff');
+        await settles(stack, 'П-11 before', m(t1, c1), { 'Куратор Поваров': 'owner', 'Антон Переводимый': 'member',
+            'Богдан Отчисляемый': 'member', 'Елена Вернувшаяся': 'member' });
+        await settles(stack, 'П-11 parents before', m(t1, c1p), { 'Куратор Поваров': 'owner', 'Мама Антона': 'member', 'Папа Елены': 'member' });
         const kept = await post(stack, t1, c1, 'Завтра практика в столовой, форма обязательна.');
 
         const stoppedPid = await stack.stopService('chat');
@@ -1290,11 +1294,33 @@ describe('membership after the chat service was down while the roster changed', 
         const t3 = await teacher(stack, org, 'Куратор Технологов', { verified: true, curatorOf: g3 });
         const sD = await student(stack, org, g3, 'Дмитрий Технолог');
         for (const u of [sC, pC, t3, sD]) names[u.user.id] = u.name;
+        // People who lose their only role and get it back, which org and
+        // identity announce separately (chat may read either first): a
+        // student expelled, given the student role again and enrolled back
+        // into the same group, her father linked again (the expulsion
+        // ended the link); the curator dismissed, made a teacher again,
+        // hired and set as the group's curator again; a mother whose
+        // parent role was taken and given back, linked again.
+        const admin = tok(org.admin);
+        await move(stack, org, { kind: 'expel', user_id: sE.user.id, order_number: '12-у' });
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${sE.user.id}/roles`, { role: 'student' }, admin), 200);
+        await move(stack, org, { kind: 'enroll', user_id: sE.user.id, unit_id: g1.id, order_number: '13-у' });
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/guardians`, { parent_id: pE.user.id, student_id: sE.user.id }, admin), 201);
+        await move(stack, org, { kind: 'dismiss', user_id: t1.user.id, order_number: '14-к' });
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${t1.user.id}/roles`, { role: 'teacher' }, admin), 200);
+        await move(stack, org, { kind: 'hire', user_id: t1.user.id, order_number: '15-к' });
+        expectStatus(await stack.put(`/v1/orgs/${org.id}/units/${g1.id}/curator`, { user_id: t1.user.id }, admin), 200);
+        assert.equal((await stack.del(`/v1/orgs/${org.id}/members/${pA.user.id}/roles/parent`, admin)).status, 204);
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${pA.user.id}/roles`, { role: 'parent' }, admin), 200);
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/guardians`, { parent_id: pA.user.id, student_id: sA.user.id }, admin), 201);
 
         await stack.startService('chat');
-        await settles(stack, 'П-11 after: the transferred and the expelled are out, the new student in', m(t1, c1),
-            { 'Куратор Поваров': 'owner', 'Валентина Новенькая': 'member' });
-        await settles(stack, 'П-11 parents after', m(t1, c1p), { 'Куратор Поваров': 'owner', 'Папа Валентины': 'member' });
+        await settles(stack, 'П-11 after: the transferred and the expelled are out, the new student and the one enrolled back in, the curator back as owner',
+            m(t1, c1), { 'Куратор Поваров': 'owner', 'Валентина Новенькая': 'member', 'Елена Вернувшаяся': 'member' });
+        await settles(stack, 'П-11 parents after: the linked fathers in, the curator back as owner', m(t1, c1p),
+            { 'Куратор Поваров': 'owner', 'Папа Валентины': 'member', 'Папа Елены': 'member' });
+        await settles(stack, 'the staff channel after: the re-hired curator in', m(org.admin, staff),
+            { 'Администратор СТК': 'moderator', 'Куратор Поваров': 'member', 'Куратор Кондитеров': 'member', 'Куратор Технологов': 'member' });
         await settles(stack, 'К-11 after: the transferred student in', m(t2, c2), { 'Куратор Кондитеров': 'owner', 'Антон Переводимый': 'member' });
         await settles(stack, 'К-11 parents after: the transferred student\'s mother in', m(t2, c2p),
             { 'Куратор Кондитеров': 'owner', 'Мама Антона': 'member' });
@@ -1305,12 +1331,15 @@ describe('membership after the chat service was down while the roster changed', 
         await settles(stack, 'the general channel after', async () => {
             const all = await membersOf(stack, org.admin, general, names);
             return all && Object.keys(all).sort();
-        }, ['Администратор СТК', 'Антон Переводимый', 'Валентина Новенькая', 'Дмитрий Технолог', 'Куратор Кондитеров',
-            'Куратор Поваров', 'Куратор Технологов', 'Мама Антона', 'Папа Валентины'].sort());
+        }, ['Администратор СТК', 'Антон Переводимый', 'Валентина Новенькая', 'Дмитрий Технолог', 'Елена Вернувшаяся',
+            'Куратор Кондитеров', 'Куратор Поваров', 'Куратор Технологов', 'Мама Антона', 'Папа Валентины', 'Папа Елены'].sort());
         assert.deepEqual(await chatsOf(stack, sB, org.id), [], 'the expelled student has none of the college\'s chats');
         // What was acknowledged before the stop is still there.
         const history = await allMessages(stack, sC, c1);
         assert.deepEqual(history.map((x) => x.id), [kept.id], 'the new student reads the message posted before the stop');
+        assert.deepEqual((await allMessages(stack, sE, c1)).map((x) => x.id), [kept.id], 'so does the one enrolled back');
+        await post(stack, t1, c1, 'С возвращением, Елена!');
+        expectStatus(await stack.get(`/v1/chats/${c2p}/messages`, tok(pA)), 200, 'the mother whose role came back reads К-11\'s parents chat');
         assertError(await stack.get(`/v1/chats/${c1}/messages`, tok(sA)), 404, 'not_found', 'chat_id',
             'the transferred student no longer reads П-11');
         await post(stack, sA, c2, 'Здравствуйте, я из П-11.');
