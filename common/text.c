@@ -70,9 +70,13 @@ s_space_at (const char *s, size_t *width)
     return 0;
 }
 
-size_t
-text_trim (const char *s, char *out, size_t outlen)
+int
+text_trim (const char *s, char *out, size_t outlen, size_t *trimmed)
 {
+    *trimmed = 0;
+    if (outlen == 0)
+        return -1;
+    out[0] = 0;
     size_t w;
     while (*s && s_space_at (s, &w))
         s += w;
@@ -86,13 +90,12 @@ text_trim (const char *s, char *out, size_t outlen)
         else
             break;
     }
-    if (outlen == 0)
-        return 0;
     if (len >= outlen)
-        len = outlen - 1;
+        return -1;
     memcpy (out, s, len);
     out[len] = 0;
-    return len;
+    *trimmed = len;
+    return 0;
 }
 
 static const char *
@@ -106,7 +109,9 @@ s_check (const char *s, size_t min, size_t max, int multiline, char *out, size_t
     /*  Bound the work before trimming: max code points are at most 4 bytes. */
     if (raw > max * 4 + 64)
         return "is too long";
-    size_t len = text_trim (s, out, outlen);
+    size_t len;
+    if (text_trim (s, out, outlen, &len))
+        return "is too long";
     if (multiline) {
         /*  Line breaks as Windows and old Macs write them become "\n". */
         size_t j = 0;

@@ -11,12 +11,17 @@ int text_utf8_valid (const char *s, size_t len);
 size_t text_utf8_length (const char *s);
 
 /*  Trims leading and trailing white space (ASCII and U+00A0) into `out`
-    (at most outlen bytes with the NUL). Returns the trimmed length. */
-size_t text_trim (const char *s, char *out, size_t outlen);
+    and sets *trimmed to its length in bytes. Returns 0, or -1 when the
+    trimmed text and its NUL do not fit in outlen bytes: then `out` is
+    left empty, never a cut copy, so a text too long is refused, not
+    shortened. */
+int text_trim (const char *s, char *out, size_t outlen, size_t *trimmed);
 
 /*  Checks a single-line text field: valid UTF-8, no control characters,
     trimmed length in code points within [min, max]. Writes the trimmed
-    text to out. Returns NULL when fine, else a message for the user. */
+    text to out (max * 4 + 1 bytes hold any text that passes). Returns
+    NULL when fine, else a message for the user; a text that does not fit
+    in out is "too long". */
 const char *text_check_line (const char *s, size_t min, size_t max, char *out, size_t outlen);
 
 /*  Checks a multi-line text (messages): like text_check_line but newline

@@ -122,7 +122,16 @@ s_want (void *arg, const char *user_id, int role)
 }
 
 /*  Makes an automatic (roster-following) chat's members what the mirror
-    says they should be. Hand-added members are left alone. */
+    says they should be. Hand-added members are left alone.
+
+    Roles: a member the roster takes in gets the role it gives them (the
+    curator owner, admins moderators in the channels, everyone else
+    member), and it is remembered as their roster role. An owner or
+    moderator may then set another role by hand (readonly, moderator): it
+    stays for as long as the roster's role for that member stays what it
+    was, and gives way when that changes (a teacher made admin moderates
+    the channels). The curator's ownership is the roster's and always
+    holds. */
 static int
 s_sync_chat (env_t *e, const chat_t *chat)
 {
@@ -134,32 +143,37 @@ s_sync_chat (env_t *e, const chat_t *chat)
     int rc = -1;
     if (chatstore_desired (e->db, chat, s_want, &d))
         goto out;
-    char **ids;
-    int *roles, *automatic;
+    member_row_t *rows;
     size_t n = 0;
-    if (chatstore_members (e->db, chat->id, NULL, 0, e->arena, &ids, &roles, NULL, &automatic, &n))
+    if (chatstore_member_rows (e->db, chat->id, e->arena, &rows, &n))
         goto out;
-    /*  Remove automatic members no longer wanted; fix roles. */
+    /*  Remove automatic members no longer wanted; follow the roster's
+        role changes. */
     for (size_t i = 0; i < n; i++) {
-        intptr_t want = (intptr_t) zhashx_lookup (d.want, ids[i]);
-        if (!want && automatic[i]) {
-            if (chatstore_member_delete (e->db, chat->id, ids[i]) < 0
-                || s_member_event (e, "chat.member_removed", chat, ids[i], roles[i], "roster"))
+        const member_row_t *r = &rows[i];
+        int want = (int) (intptr_t) zhashx_lookup (d.want, r->user_id);
+        if (!want) {
+            if (r->automatic
+                && (chatstore_member_delete (e->db, chat->id, r->user_id) < 0
+                    || s_member_event (e, "chat.member_removed", chat, r->user_id, r->role, "roster")))
                 goto out;
+            continue;
         }
-        else if (want && automatic[i] && want != roles[i]) {
-            if (chatstore_member_put (e->db, chat->id, ids[i], (int) want, 1, e->now)
-                || s_member_event (e, "chat.member_added", chat, ids[i], (int) want, "roster"))
-                goto out;
-        }
-        if (want)
-            zhashx_delete (d.want, ids[i]);
+        zhashx_delete (d.want, r->user_id);
+        if (!r->automatic || (r->roster_role == want && (want != OWNER || r->role == OWNER)))
+            continue;
+        int role = r->roster_role == want && want != OWNER ? r->role : want;
+        if (chatstore_member_put_roster (e->db, chat->id, r->user_id, role, want, e->now)
+            || (role != r->role
+                && s_member_event (e, "chat.member_added", chat, r->user_id, role, "roster")))
+            goto out;
     }
     /*  Add the missing. */
     for (void *v = zhashx_first (d.want); v; v = zhashx_next (d.want)) {
         const char *user = zhashx_cursor (d.want);
-        if (chatstore_member_put (e->db, chat->id, user, (int) (intptr_t) v, 1, e->now)
-            || s_member_event (e, "chat.member_added", chat, user, (int) (intptr_t) v, "roster"))
+        int role = (int) (intptr_t) v;
+        if (chatstore_member_put_roster (e->db, chat->id, user, role, role, e->now)
+            || s_member_event (e, "chat.member_added", chat, user, role, "roster"))
             goto out;
     }
     rc = 0;
@@ -403,14 +417,26 @@ s_on_role (event_ctx_t *ctx, const Ev__Event *event, const ProtobufCMessage *pay
     if (!p->user_id || !*p->user_id || !p->org_id || !*p->org_id)
         return ST_OK;   /* a role still waiting for its phone */
     int present = strcmp (event->type, "identity.role.revoked") != 0;
-    if (chatstore_role_put (e.db, p->org_id, p->user_id, p->role, present)
-        || s_sync_org (&e, p->org_id, NULL))
+    if (chatstore_role_put (e.db, p->org_id, p->user_id, p->role, present))
         return ST_INTERNAL;
     int mask = 0;
     if (chatstore_roles_of (e.db, p->org_id, p->user_id, &mask))
         return ST_INTERNAL;
     if (!mask && s_left_org (&e, p->org_id, p->user_id))
         return ST_INTERNAL;
+    /*  Automatic chats count only people holding the matching role, so a
+        role changes every roster the user is in: the org's channels, and
+        the chats of the units they are in, curate, or have a child in.
+        Org's events about the same people may have come before or after
+        this one; either way the chats end up as the roster says. */
+    char **units;
+    size_t n = 0;
+    if (s_sync_org (&e, p->org_id, NULL)
+        || chatstore_roster_units (e.db, p->org_id, p->user_id, e.arena, &units, &n))
+        return ST_INTERNAL;
+    for (size_t i = 0; i < n; i++)
+        if (s_sync_org (&e, p->org_id, units[i]))
+            return ST_INTERNAL;
     return ST_OK;
 }
 
@@ -445,29 +471,59 @@ static const event_handler_t s_events[] = {
 /* --- request helpers --- */
 
 /*  The chat and the caller's place in it. Not a member, or no longer in
-    the chat's org: the chat does not exist as far as they can tell. */
+    the chat's org: the chat does not exist as far as they can tell. With
+    org_admin_too an admin of the chat's org finds it too, as a non-member
+    (m->role 0): for deleting messages in any chat of their org. */
 static status_t
-s_access (bus_call_t *call, const char *chat_id, chat_t *chat, membership_t *m)
+s_find_chat (bus_call_t *call, const char *chat_id, int org_admin_too, chat_t *chat, membership_t *m)
 {
     if (bus_call_check_id (call, "chat_id", chat_id))
         return ST_BAD_REQUEST;
+    memset (m, 0, sizeof *m);
     int found = chatstore_chat_get (bus_call_db (call), chat_id, chat);
     if (found < 0)
         return bus_call_db_error (call);
     if (found) {
-        found = chatstore_member_get (bus_call_db (call), chat_id, bus_call_user (call), m);
-        if (found < 0)
+        int member = chatstore_member_get (bus_call_db (call), chat_id, bus_call_user (call), m);
+        if (member < 0)
             return bus_call_db_error (call);
+        found = member
+                || (org_admin_too
+                    && bus_caller_has_role (bus_call_caller (call), chat->org_id, BUS__ROLE__ROLE_ADMIN));
     }
     if (!found || !bus_caller_membership (bus_call_caller (call), chat->org_id))
         return bus_call_fail (call, ST_NOT_FOUND, "chat_id", "no such chat");
     return ST_OK;
 }
 
+static status_t
+s_access (bus_call_t *call, const char *chat_id, chat_t *chat, membership_t *m)
+{
+    return s_find_chat (call, chat_id, 0, chat, m);
+}
+
 static int
 s_moderates (const membership_t *m)
 {
     return m->role == OWNER || m->role == MODERATOR;
+}
+
+/*  A hand-made chat is run by its owners: the last one neither steps down
+    nor leaves (they name another owner first). Automatic chats are owned
+    by the roster, direct chats by nobody. ST_OK or a 409 already failed. */
+static status_t
+s_keeps_an_owner (bus_call_t *call, const chat_t *chat, const membership_t *them)
+{
+    if (them->role != OWNER || !chat->created_by[0] || chat->kind == CHAT__CHAT_KIND__CHAT_KIND_DIRECT)
+        return ST_OK;
+    int owners = 0;
+    if (chatstore_owner_count (bus_call_db (call), chat->id, &owners))
+        return bus_call_db_error (call);
+    if (owners > 1)
+        return ST_OK;
+    bus_call_set_code (call, "last_owner");
+    return bus_call_fail (call, ST_CONFLICT, "user_id",
+                          "this is the chat's last owner: name another owner first");
 }
 
 /*  Authors' names come from identity's events; ask identity for any we
@@ -672,20 +728,29 @@ s_create (bus_call_t *call, const void *request, void **reply)
     chat_t chat;
     memset (&chat, 0, sizeof chat);
     int pupils = 0;
-    if (req->audience) {
-        if (req->audience == CHAT__AUDIENCE__AUDIENCE_STUDENTS || req->audience == CHAT__AUDIENCE__AUDIENCE_PARENTS) {
-            /*  A subject chat with a group: its members follow the roster. */
-            if (!req->_unit_id_case || !req->unit_id || !*req->unit_id)
-                return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
-                                      "a chat for a group's students or parents names the group");
-            pupils = 1;
-        }
-        else if (!bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMIN)
-                 && !bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMINISTRATION))
+    int with_unit = req->_unit_id_case && req->unit_id && *req->unit_id;
+    /*  An audience makes the chat follow a roster: a group's (students,
+        parents: the group is named) or the whole org's (all, staff: no
+        unit, which would mean nothing there). Without an audience a unit
+        only says what the chat is about; its members are whoever is added. */
+    if (req->audience == CHAT__AUDIENCE__AUDIENCE_STUDENTS || req->audience == CHAT__AUDIENCE__AUDIENCE_PARENTS) {
+        if (!with_unit)
+            return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
+                                  "a chat for a group's students or parents names the group");
+        pupils = 1;
+    }
+    else if (req->audience) {
+        if (with_unit)
+            return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
+                                  "a chat for the whole organisation or its staff has no unit_id");
+        if (!bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMIN)
+            && !bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMINISTRATION))
             return bus_call_fail (call, ST_FORBIDDEN, "audience",
                                   "only admins and administration make org-wide chats");
+        /*  Everyone in the org: its students and parents too. */
+        pupils = req->audience == CHAT__AUDIENCE__AUDIENCE_ALL;
     }
-    if (req->_unit_id_case && req->unit_id && *req->unit_id) {
+    if (with_unit) {
         if (bus_call_check_id (call, "unit_id", req->unit_id))
             return ST_BAD_REQUEST;
         unit_t u;
@@ -781,11 +846,17 @@ s_direct (bus_call_t *call, const void *request, void **reply)
                  || s_chat_event (&e, "chat.created", &chat);
     }
     else if (found > 0) {
-        /*  Someone who left gets back in. */
-        membership_t m;
-        failed = chatstore_member_get (e.db, chat.id, me, &m) == 0
-                 && (chatstore_member_put (e.db, chat.id, me, MEMBER, 0, e.now)
-                     || s_member_event (&e, "chat.member_added", &chat, me, MEMBER, "direct"));
+        /*  Both are in the org now (checked above): whoever left the chat,
+            or left the org and came back, is in it again. */
+        const char *people[2] = {me, req->user_id};
+        for (int i = 0; i < 2 && !failed; i++) {
+            membership_t m;
+            int in = chatstore_member_get (e.db, chat.id, people[i], &m);
+            failed = in < 0
+                     || (in == 0
+                         && (chatstore_member_put (e.db, chat.id, people[i], MEMBER, 0, e.now)
+                             || s_member_event (&e, "chat.member_added", &chat, people[i], MEMBER, "direct")));
+        }
     }
     if ((st = s_txn_end (call, failed)))
         return st;
@@ -1014,6 +1085,15 @@ s_member_update (bus_call_t *call, const void *request, void **reply)
         int want = (int) req->role;
         if ((want == OWNER || want == MODERATOR || them.role == MODERATOR) && me.role != OWNER)
             return bus_call_fail (call, ST_FORBIDDEN, "role", "only an owner names owners and moderators");
+        if (want != OWNER && (st = s_keeps_an_owner (call, &chat, &them)))
+            return st;
+        /*  Other roles set by hand stay through roster changes (s_sync_chat);
+            a curator's ownership of the group's chats is the roster's. */
+        if (want != OWNER && them.automatic && them.roster_role == OWNER) {
+            bus_call_set_code (call, "roster_chat");
+            return bus_call_fail (call, ST_CONFLICT, "role",
+                                  "the group's curator owns this chat by the roster");
+        }
         role = req->role;
     }
     if (req->_muted_until_case) {
@@ -1053,6 +1133,8 @@ s_member_remove (bus_call_t *call, const void *request, void **reply)
         return bus_call_fail (call, ST_CONFLICT, "user_id",
                               "membership of this chat follows the organisation's roster");
     }
+    if ((st = s_keeps_an_owner (call, &chat, &them)))
+        return st;
     if (chatstore_member_delete (e.db, chat.id, req->user_id) < 0
         || s_member_event (&e, "chat.member_removed", &chat, req->user_id, them.role, self ? "left" : "removed"))
         return bus_call_db_error (call);
@@ -1294,7 +1376,7 @@ s_delete (bus_call_t *call, const void *request, void **reply)
     env_t e = s_env_call (call);
     chat_t chat;
     membership_t m;
-    status_t st = s_access (call, req->chat_id, &chat, &m);
+    status_t st = s_find_chat (call, req->chat_id, 1, &chat, &m);
     if (st != ST_OK)
         return st;
     if (bus_call_check_id (call, "id", req->id))
@@ -1306,6 +1388,8 @@ s_delete (bus_call_t *call, const void *request, void **reply)
         return bus_call_db_error (call);
     if (!found || head.deleted)
         return bus_call_fail (call, ST_NOT_FOUND, "id", "no such message");
+    /*  An org admin may delete in any chat of the org (moderation), member
+        or not; reading stays for members. */
     int allowed = strcmp (head.author_id, bus_call_user (call)) == 0 || s_moderates (&m)
                   || bus_caller_has_role (bus_call_caller (call), chat.org_id, BUS__ROLE__ROLE_ADMIN);
     if (!allowed)
@@ -1329,6 +1413,8 @@ s_read (bus_call_t *call, const void *request, void **reply)
     status_t st = s_access (call, req->chat_id, &chat, &m);
     if (st != ST_OK)
         return st;
+    if (!req->_seq_case)
+        return bus_call_fail (call, ST_BAD_REQUEST, "seq", "seq (the last message read) is required");
     if (req->seq > chat.last_seq)
         return bus_call_fail (call, ST_BAD_REQUEST, "seq", "seq is beyond the chat's last message (%llu)",
                               (unsigned long long) chat.last_seq);
@@ -1348,7 +1434,9 @@ s_search (bus_call_t *call, const void *request, void **reply)
 {
     const Chat__SearchRequest *req = request;
     arena_t *arena = bus_call_arena (call);
-    if (!req->q || strlen (req->q) > 512)
+    if (!req->q || !text_utf8_valid (req->q, strlen (req->q)))
+        return bus_call_fail (call, ST_BAD_REQUEST, "q", "q must be UTF-8 text");
+    if (!*req->q || text_utf8_length (req->q) > 512)
         return bus_call_fail (call, ST_BAD_REQUEST, "q", "q is 1 to 512 characters");
     char *match = chat_fts_query (req->q);
     if (!match)

@@ -54,6 +54,11 @@ const char *const chatstore_migrations[] = {
     "CREATE TABLE guardians (org_id TEXT NOT NULL, parent_id TEXT NOT NULL,"
     "  student_id TEXT NOT NULL, PRIMARY KEY (org_id, parent_id, student_id)) WITHOUT ROWID;"
     "CREATE INDEX guardians_student ON guardians (student_id);",
+    /* 2: the role the roster last gave an automatic member, so that a role
+       an owner sets by hand stays until the roster's own role for them
+       changes. Roles there now count as the roster's. */
+    "ALTER TABLE members ADD COLUMN roster_role INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE members SET roster_role = role WHERE automatic = 1;",
     NULL,
 };
 
@@ -294,8 +299,8 @@ chatstore_user_chats (db_t *db, const char *user_id, const char *org_id, const c
 int
 chatstore_member_get (db_t *db, const char *chat_id, const char *user_id, membership_t *out)
 {
-    sqlite3_stmt *stmt = db_stmt (db, "SELECT role, muted_until, read_seq, automatic FROM members"
-                                      " WHERE chat_id = ? AND user_id = ?");
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT role, muted_until, read_seq, automatic, roster_role"
+                                      " FROM members WHERE chat_id = ? AND user_id = ?");
     if (!stmt)
         return -1;
     db_bind_text (stmt, 1, chat_id);
@@ -307,6 +312,7 @@ chatstore_member_get (db_t *db, const char *chat_id, const char *user_id, member
         out->muted_until = sqlite3_column_int64 (stmt, 1);
         out->read_seq = (uint64_t) sqlite3_column_int64 (stmt, 2);
         out->automatic = sqlite3_column_int (stmt, 3);
+        out->roster_role = sqlite3_column_int (stmt, 4);
     }
     sqlite3_reset (stmt);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
@@ -326,6 +332,24 @@ chatstore_member_put (db_t *db, const char *chat_id, const char *user_id, int ro
     db_bind_text (stmt, 2, user_id);
     sqlite3_bind_int (stmt, 3, role);
     sqlite3_bind_int (stmt, 4, automatic);
+    sqlite3_bind_int64 (stmt, 5, now);
+    return db_step_done (db, stmt, NULL);
+}
+
+int
+chatstore_member_put_roster (db_t *db, const char *chat_id, const char *user_id, int role,
+                             int roster_role, int64_t now)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "INSERT INTO members (chat_id, user_id, role, automatic,"
+                                      " roster_role, joined_at) VALUES (?1, ?2, ?3, 1, ?4, ?5)"
+                                      " ON CONFLICT (chat_id, user_id) DO UPDATE SET role = ?3,"
+                                      " automatic = 1, roster_role = ?4");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, chat_id);
+    db_bind_text (stmt, 2, user_id);
+    sqlite3_bind_int (stmt, 3, role);
+    sqlite3_bind_int (stmt, 4, roster_role);
     sqlite3_bind_int64 (stmt, 5, now);
     return db_step_done (db, stmt, NULL);
 }
@@ -368,6 +392,51 @@ chatstore_member_read (db_t *db, const char *chat_id, const char *user_id, uint6
     db_bind_text (stmt, 2, chat_id);
     db_bind_text (stmt, 3, user_id);
     return s_changes (db, stmt);
+}
+
+int
+chatstore_owner_count (db_t *db, const char *chat_id, int *count)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT count(*) FROM members WHERE chat_id = ? AND role = 1");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, chat_id);
+    int rc = sqlite3_step (stmt);
+    *count = rc == SQLITE_ROW ? sqlite3_column_int (stmt, 0) : 0;
+    return s_done (stmt, rc);
+}
+
+int
+chatstore_member_rows (db_t *db, const char *chat_id, arena_t *arena, member_row_t **rows,
+                       size_t *count)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT user_id, role, automatic, roster_role FROM members"
+                                      " WHERE chat_id = ? ORDER BY user_id");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, chat_id);
+    size_t cap = 0;
+    *rows = NULL;
+    *count = 0;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (*count == cap) {
+            size_t cap2 = cap ? cap * 2 : 32;
+            member_row_t *bigger = arena_alloc (arena, cap2 * sizeof (member_row_t));
+            if (cap)
+                memcpy (bigger, *rows, cap * sizeof (member_row_t));
+            *rows = bigger;
+            cap = cap2;
+        }
+        member_row_t *r = &(*rows)[(*count)++];
+        r->user_id = arena_strdup (arena, db_col_text (stmt, 0));
+        r->role = sqlite3_column_int (stmt, 1);
+        r->automatic = sqlite3_column_int (stmt, 2);
+        r->roster_role = sqlite3_column_int (stmt, 3);
+    }
+    if (!*rows)
+        *rows = arena_alloc (arena, sizeof (member_row_t));
+    return s_done (stmt, rc);
 }
 
 int
@@ -894,6 +963,29 @@ chatstore_guardian_put (db_t *db, const char *org_id, const char *parent_id, con
 
 /*  Member roles: owner 1, moderator 2, member 3 (chat.proto MemberRole).
     Org roles: admin 1, administration 2, teacher 3, student 4, parent 5. */
+
+/*  SQL: the user holds the role in the org (as identity last said). */
+#define HOLDS(org, user, role)                                                               \
+    " AND EXISTS (SELECT 1 FROM org_roles r WHERE r.org_id = " org " AND r.user_id = " user \
+    " AND r.role = " role ")"
+
+int
+chatstore_roster_units (db_t *db, const char *org_id, const char *user_id, arena_t *arena,
+                        char ***ids, size_t *count)
+{
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT m.unit_id FROM unit_members m JOIN units u"
+                                      " ON u.id = m.unit_id WHERE m.user_id = ?2 AND u.org_id = ?1"
+                                      " UNION SELECT id FROM units WHERE org_id = ?1 AND curator_id = ?2"
+                                      " UNION SELECT m.unit_id FROM guardians g JOIN unit_members m"
+                                      " ON m.user_id = g.student_id WHERE g.org_id = ?1"
+                                      " AND g.parent_id = ?2");
+    if (!stmt)
+        return -1;
+    db_bind_text (stmt, 1, org_id);
+    db_bind_text (stmt, 2, user_id);
+    return s_ids (stmt, arena, ids, count);
+}
+
 int
 chatstore_desired (db_t *db, const chat_t *chat, chatstore_want_fn *fn, void *arg)
 {
@@ -901,14 +993,17 @@ chatstore_desired (db_t *db, const chat_t *chat, chatstore_want_fn *fn, void *ar
     int automatic = chat->created_by[0] == 0;
     switch (chat->audience) {
     case CHAT__AUDIENCE__AUDIENCE_ALL:
-        /*  Everyone in the org reads; admins and administration post. */
-        stmt = db_stmt (db, "SELECT user_id, min (CASE WHEN role IN (1, 2) THEN 2 ELSE 3 END)"
+        /*  Everyone in the org reads; admins post (API.md: "everyone
+            reads, admins post"). */
+        stmt = db_stmt (db, "SELECT user_id, min (CASE WHEN role = 1 THEN 2 ELSE 3 END)"
                             " FROM org_roles WHERE org_id = ? GROUP BY user_id");
         if (!stmt)
             return -1;
         db_bind_text (stmt, 1, chat->org_id);
         break;
     case CHAT__AUDIENCE__AUDIENCE_STAFF:
+        /*  Admins, administration and teachers; admins and administration
+            post. */
         stmt = db_stmt (db, "SELECT user_id, min (CASE WHEN role IN (1, 2) THEN 2 ELSE 3 END)"
                             " FROM org_roles WHERE org_id = ? AND role IN (1, 2, 3) GROUP BY user_id");
         if (!stmt)
@@ -916,21 +1011,29 @@ chatstore_desired (db_t *db, const chat_t *chat, chatstore_want_fn *fn, void *ar
         db_bind_text (stmt, 1, chat->org_id);
         break;
     case CHAT__AUDIENCE__AUDIENCE_STUDENTS:
-        /*  The group's students; its curator owns the automatic chat. */
-        stmt = db_stmt (db, "SELECT user_id, 3 FROM unit_members WHERE unit_id = ?1 AND role = 4"
-                            " UNION ALL SELECT curator_id, 1 FROM units WHERE id = ?1 AND ?2"
-                            " AND curator_id IS NOT NULL");
+        /*  The group's students; its curator owns the automatic chat. Only
+            people who hold the role in the org now: org and identity
+            announce separately, and whichever came first, a student without
+            the student role (or a curator without the teacher role) is not
+            in, and comes in when the role does. */
+        stmt = db_stmt (db, "SELECT m.user_id, 3 FROM unit_members m JOIN units u ON u.id = m.unit_id"
+                            " WHERE m.unit_id = ?1 AND m.role = 4" HOLDS ("u.org_id", "m.user_id", "4")
+                            " UNION ALL SELECT curator_id, 1 FROM units u WHERE id = ?1 AND ?2"
+                            " AND curator_id IS NOT NULL" HOLDS ("u.org_id", "u.curator_id", "3"));
         if (!stmt)
             return -1;
         db_bind_text (stmt, 1, chat->unit_id);
         sqlite3_bind_int (stmt, 2, automatic);
         break;
     case CHAT__AUDIENCE__AUDIENCE_PARENTS:
-        /*  The guardians of the group's students; the curator owns it. */
+        /*  The guardians (holding the parent role) of the group's students
+            (holding the student role); the curator owns it. */
         stmt = db_stmt (db, "SELECT DISTINCT g.parent_id, 3 FROM guardians g JOIN unit_members m"
-                            " ON m.user_id = g.student_id AND m.role = 4 WHERE m.unit_id = ?1"
-                            " UNION ALL SELECT curator_id, 1 FROM units WHERE id = ?1 AND ?2"
-                            " AND curator_id IS NOT NULL");
+                            " ON m.user_id = g.student_id AND m.role = 4 JOIN units u ON u.id = m.unit_id"
+                            " WHERE m.unit_id = ?1" HOLDS ("u.org_id", "m.user_id", "4")
+                            HOLDS ("u.org_id", "g.parent_id", "5")
+                            " UNION ALL SELECT curator_id, 1 FROM units u WHERE id = ?1 AND ?2"
+                            " AND curator_id IS NOT NULL" HOLDS ("u.org_id", "u.curator_id", "3"));
         if (!stmt)
             return -1;
         db_bind_text (stmt, 1, chat->unit_id);

@@ -32,8 +32,17 @@ typedef struct {
     int role;                   /* 0: not a member */
     int64_t muted_until;
     uint64_t read_seq;
-    int automatic;
+    int automatic;              /* taken in from the roster */
+    int roster_role;            /* the role the roster last gave them (0: none) */
 } membership_t;
+
+/*  A member as the roster sync sees them. */
+typedef struct {
+    char *user_id;
+    int role;
+    int automatic;
+    int roster_role;
+} member_row_t;
 
 /* --- chats --- */
 int chatstore_chat_insert (db_t *db, const chat_t *chat, const char *direct_key, int64_t now);
@@ -61,10 +70,19 @@ int chatstore_user_chats (db_t *db, const char *user_id, const char *org_id, con
 int chatstore_member_get (db_t *db, const char *chat_id, const char *user_id, membership_t *out);
 int chatstore_member_put (db_t *db, const char *chat_id, const char *user_id, int role,
                           int automatic, int64_t now);
+/*  Puts an automatic member: the roster takes them in (or keeps them) with
+    `role`, and `roster_role` is the role the roster gives them now. */
+int chatstore_member_put_roster (db_t *db, const char *chat_id, const char *user_id, int role,
+                                 int roster_role, int64_t now);
 int chatstore_member_set (db_t *db, const char *chat_id, const char *user_id, int role,
                           int64_t muted_until);
 int chatstore_member_delete (db_t *db, const char *chat_id, const char *user_id);
 int chatstore_member_read (db_t *db, const char *chat_id, const char *user_id, uint64_t seq);
+/*  How many owners a chat has. */
+int chatstore_owner_count (db_t *db, const char *chat_id, int *count);
+/*  Every member of a chat, ordered by user id, into the arena. */
+int chatstore_member_rows (db_t *db, const char *chat_id, arena_t *arena, member_row_t **rows,
+                           size_t *count);
 /*  Member ids of a chat (all when limit is 0), after `cursor`. */
 int chatstore_members (db_t *db, const char *chat_id, const char *cursor, uint32_t limit,
                        arena_t *arena, char ***ids, int **roles, int64_t **muted, int **automatic,
@@ -141,8 +159,17 @@ int chatstore_student_units (db_t *db, const char *user_id, arena_t *arena, char
 int chatstore_guardian_put (db_t *db, const char *org_id, const char *parent_id,
                             const char *student_id, int present);
 
+/*  The units whose rosters count `user_id` in the org: the units they are
+    a member of, the groups they curate, the groups of the students they
+    are a guardian of. A change of their roles may change those units'
+    chats. */
+int chatstore_roster_units (db_t *db, const char *org_id, const char *user_id, arena_t *arena,
+                            char ***ids, size_t *count);
+
 /*  Who should be in an automatic chat, with the role each should have:
-    computed from the mirror. */
+    computed from the mirror alone, so the same mirror gives the same
+    members whatever order the events that built it came in. Only people
+    holding the matching role in the org count. */
 typedef void (chatstore_want_fn) (void *arg, const char *user_id, int role);
 int chatstore_desired (db_t *db, const chat_t *chat, chatstore_want_fn *fn, void *arg);
 

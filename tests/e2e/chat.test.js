@@ -19,6 +19,8 @@ const {
     stackForSuite, limits, assertError, expectStatus, signUp, newPhone, waitFor,
 } = require('./lib/stack');
 
+// A character of four bytes in UTF-8 (two UTF-16 units in JavaScript).
+const SMILE = '\u{1F600}';
 // A ULID nobody has.
 const NO_SUCH_ID = '01J0000000000000000000ZZZZ';
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
@@ -265,15 +267,15 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         assert.deepEqual(await chatsOf(stack, w.sb, w.a.id), [], 'the other college\'s student sees none of this college\'s chats');
     });
 
-    it('the general channel: everyone of the org reads, only admins and administration post (a student\'s or a teacher\'s post is 403 and not stored); the staff channel is for staff only', async () => {
+    it('the general channel: everyone of the org reads, only admins post (administration\'s, a student\'s or a teacher\'s post is 403 and not stored); the staff channel is for staff only, admins and administration post there', async () => {
         const everyone = {
-            'Администратор РПК': 'moderator', 'Завуч Иванова': 'moderator',
+            'Администратор РПК': 'moderator', 'Завуч Иванова': 'member',
             'Пётр Кураторов': 'member', 'Ольга Кураторова': 'member', 'Новый Преподаватель': 'member',
             'Анна Студентова': 'member', 'Борис Студентов': 'member', 'Вера Переводова': 'member',
             'Галина Сетевая': 'member', 'Глеб Отчисляемый': 'member',
             'Мама Анны': 'member', 'Папа Бориса': 'member', 'Мама Веры': 'member', 'Папа Галины': 'member',
         };
-        await settles(stack, 'the general channel: the whole org, admins and administration moderate',
+        await settles(stack, 'the general channel: the whole org, admins moderate',
             () => membersOf(stack, w.a.admin, ch.general, w.names), everyone);
         await settles(stack, 'the staff channel: admins, administration and teachers only',
             () => membersOf(stack, w.a.admin, ch.staff, w.names), {
@@ -288,7 +290,8 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
 
         const before = (await allMessages(stack, w.a.admin, ch.general)).length;
         const news = await post(stack, w.a.admin, ch.general, 'Внимание: 1 сентября линейка в 9:00 во дворе колледжа.');
-        const deputy = await post(stack, w.adm, ch.general, 'Расписание на первую неделю опубликовано.');
+        assertError(await stack.post(`/v1/chats/${ch.general}/messages`, { text: 'Расписание на первую неделю опубликовано.' }, tok(w.adm)),
+            403, 'forbidden', undefined, 'administration posts in the general channel');
         assertError(await stack.post(`/v1/chats/${ch.general}/messages`, { text: 'А можно без линейки?' }, tok(w.s1)),
             403, 'forbidden', undefined, 'a student posts in the general channel');
         assertError(await stack.post(`/v1/chats/${ch.general}/messages`, { text: 'Уточните аудиторию' }, tok(w.t1)),
@@ -298,7 +301,7 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         // Everyone reads what the admins posted, and nothing else was stored.
         for (const who of [w.s1, w.p3, w.t3]) {
             const items = await allMessages(stack, who, ch.general);
-            assert.deepEqual(items.slice(before).map((x) => x.id), [news.id, deputy.id], `${who.name} reads the channel`);
+            assert.deepEqual(items.slice(before).map((x) => x.id), [news.id], `${who.name} reads the channel`);
         }
         // The staff channel: no student or parent reads or posts there.
         for (const who of [w.s1, w.p1, w.outsider, w.sb]) {
@@ -465,6 +468,29 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
             'one direct chat in the student\'s list, named after the teacher');
     });
 
+    it('a direct chat re-opened after the other person left the org and came back has both people again', async () => {
+        const x = await member(stack, w.a, 'parent', 'Родитель Вернувшийся');
+        const names = { ...w.names, [x.user.id]: x.name };
+        const chat = expectStatus(await stack.post(`/v1/orgs/${w.a.id}/direct`, { user_id: x.user.id }, tok(w.t1)), 201);
+        const before = await post(stack, w.t1, chat.id, 'Здравствуйте! Напоминаю про собрание.');
+        // They lose their only role: out of every chat of the org.
+        assert.equal((await stack.del(`/v1/orgs/${w.a.id}/members/${x.user.id}/roles/parent`, tok(w.a.admin))).status, 204);
+        await settles(stack, 'the direct chat without the one who left', () => membersOf(stack, w.t1, chat.id, names),
+            { 'Пётр Кураторов': 'member' });
+        assertError(await stack.get(`/v1/chats/${chat.id}/messages`, tok(x)), 404, 'not_found', 'chat_id', 'out of the org: no reading');
+        // Back in the org; the one who stayed opens the chat again.
+        expectStatus(await stack.post(`/v1/orgs/${w.a.id}/members/${x.user.id}/roles`, { role: 'parent' }, tok(w.a.admin)), 200);
+        const again = expectStatus(await stack.post(`/v1/orgs/${w.a.id}/direct`, { user_id: x.user.id }, tok(w.t1)), 200,
+            'the direct chat is found again');
+        assert.equal(again.id, chat.id);
+        assert.deepEqual(await membersOf(stack, w.t1, chat.id, names), { 'Пётр Кураторов': 'member', 'Родитель Вернувшийся': 'member' },
+            'both people are members again');
+        const after = await post(stack, w.t1, chat.id, 'С возвращением!');
+        assert.deepEqual((await allMessages(stack, x, chat.id)).map((m) => m.id), [before.id, after.id], 'the other reads it');
+        await post(stack, x, chat.id, 'Спасибо, буду.');
+        assert.ok((await chatsOf(stack, x, w.a.id)).some((c) => c.id === chat.id), 'it is in their list');
+    });
+
     it('who creates chats: not students, parents or outsiders; staff do; only a verified teacher or an admin makes one with students or parents', async () => {
         const refused = [
             [w.s1, { kind: 'group', title: 'Чат студентов без куратора' }, 403, 'forbidden'],
@@ -482,6 +508,9 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
             [w.adm, { kind: 'group', title: 'Совет обучающихся', member_ids: [w.s1.user.id, w.s3.user.id] }, 403, 'forbidden'],
             // A teacher does not make org-wide chats.
             [w.t1, { kind: 'channel', title: 'Всем-всем', audience: 'all' }, 403, 'forbidden'],
+            // Administration makes org-wide chats, but "all" includes the
+            // students and parents: only an admin makes that one.
+            [w.adm, { kind: 'channel', title: 'Всем от завуча', audience: 'all' }, 403, 'forbidden'],
         ];
         for (const [who, body, status, code] of refused)
             assertError(await stack.post(`/v1/orgs/${w.a.id}/chats`, body, tok(who)), status, code, undefined,
@@ -530,6 +559,35 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         assert.ok(s1Titles.includes('Экскурсия на завод') && !s1Titles.includes('Математика ИС-22'), JSON.stringify(s1Titles));
     });
 
+    it('a hand-made chat keeps an owner: its last owner cannot step down or leave (409), one of several can', async () => {
+        const c = await newChat(stack, w.a, w.t1, { kind: 'group', title: 'Кружок робототехники',
+            member_ids: [w.s1.user.id, w.t2.user.id] });
+        const members = () => membersOf(stack, w.t1, c.id, w.names);
+        assert.deepEqual(await members(), { 'Пётр Кураторов': 'owner', 'Анна Студентова': 'member', 'Ольга Кураторова': 'member' });
+        const lastOwner = async (res, what) => {
+            assertError(res, 409, 'last_owner', 'user_id', what);
+            assert.match(res.json.error.message, /owner/, `${what}: the message says why`);
+        };
+        for (const role of ['member', 'moderator', 'readonly'])
+            await lastOwner(await stack.patch(`/v1/chats/${c.id}/members/${w.t1.user.id}`, { role }, tok(w.t1)),
+                `the last owner makes themself ${role}`);
+        await lastOwner(await stack.del(`/v1/chats/${c.id}/members/${w.t1.user.id}`, tok(w.t1)), 'the last owner leaves');
+        assert.deepEqual(await members(), { 'Пётр Кураторов': 'owner', 'Анна Студентова': 'member', 'Ольга Кураторова': 'member' },
+            'the refusals changed nothing');
+        // With a second owner, either may step down; then the other is the last.
+        expectStatus(await stack.patch(`/v1/chats/${c.id}/members/${w.t2.user.id}`, { role: 'owner' }, tok(w.t1)), 200,
+            'the owner names a second owner');
+        expectStatus(await stack.patch(`/v1/chats/${c.id}/members/${w.t1.user.id}`, { role: 'moderator' }, tok(w.t1)), 200,
+            'one of two owners steps down');
+        await lastOwner(await stack.del(`/v1/chats/${c.id}/members/${w.t2.user.id}`, tok(w.t2)), 'the new last owner leaves');
+        await lastOwner(await stack.patch(`/v1/chats/${c.id}/members/${w.t2.user.id}`, { role: 'member' }, tok(w.t2)),
+            'the new last owner steps down');
+        assert.deepEqual(await members(), { 'Пётр Кураторов': 'moderator', 'Анна Студентова': 'member', 'Ольга Кураторова': 'owner' });
+        // A moderator leaves as anyone may.
+        assert.equal((await stack.del(`/v1/chats/${c.id}/members/${w.t1.user.id}`, tok(w.t1))).status, 204, 'a moderator leaves');
+        assert.deepEqual(await membersOf(stack, w.t2, c.id, w.names), { 'Анна Студентова': 'member', 'Ольга Кураторова': 'owner' });
+    });
+
     it('messages: the author edits (edited_at shown, others 403); author, chat moderator or org admin delete (a tombstone stays in the history)', async () => {
         const c = await newChat(stack, w.a, w.t1, { kind: 'group', title: 'Курсовые проекты',
             member_ids: [w.s1.user.id, w.s2.user.id, w.t2.user.id, w.a.admin.user.id] });
@@ -575,6 +633,23 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         }
         assert.equal(items[3].text, 'Консультация в четверг');
         assert.equal((await getChat(stack, w.s2, c.id)).last_message.id, m4.id);
+
+        // An org admin deletes in any chat of the org, even one they are not
+        // in (a group chat), without being able to read it; an admin of
+        // another org, or staff who are not in the chat, get 404.
+        const inGroup = await post(stack, w.s2, ch.g1, 'Кто-нибудь решил пятую задачу?');
+        for (const who of [w.b.admin, w.t2, w.p2])
+            assertError(await stack.del(`/v1/chats/${ch.g1}/messages/${inGroup.id}`, tok(who)), 404, 'not_found', 'chat_id',
+                `${who.name} deletes in a chat they do not see`);
+        assert.equal((await allMessages(stack, w.t1, ch.g1)).find((x) => x.id === inGroup.id).deleted, false, 'the refusals deleted nothing');
+        assert.equal((await stack.del(`/v1/chats/${ch.g1}/messages/${inGroup.id}`, tok(w.a.admin))).status, 204,
+            'the org admin deletes in a group chat they are not in');
+        const tomb = (await allMessages(stack, w.s1, ch.g1)).find((x) => x.id === inGroup.id);
+        assert.deepEqual([tomb.deleted, tomb.text], [true, ''], 'the group reads a tombstone');
+        assertError(await stack.get(`/v1/chats/${ch.g1}/messages`, tok(w.a.admin)), 404, 'not_found', 'chat_id',
+            'deleting gave the admin no reading');
+        assertError(await stack.del(`/v1/chats/${ch.g1}/messages/${inGroup.id}`, tok(w.a.admin)), 404, 'not_found', 'id',
+            'deleting twice');
     });
 
     it('sequence numbers are gap-free per chat (refused posts take none, concurrent posts get distinct consecutive ones); history pages with before and after', async () => {
@@ -725,6 +800,11 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         for (const id of [m1.id, m2.id, staff.id, other.id, privateNote.id]) assert.ok(!parent.includes(id), `the parent does not find ${id}`);
         for (const who of [w.outsider, w.sb, w.s6])
             assert.deepEqual((await searchAs(stack, who, 'урок')).items, [], `${who.name} finds nothing of the college`);
+        // q's limit is in characters: 300 of them, Cyrillic (550 bytes), are
+        // a q like any other.
+        const longQ = 'уроки '.repeat(50);
+        assert.equal([...longQ].length, 300);
+        assert.ok((await searchAs(stack, w.s1, longQ)).items.some((x) => x.id === m1.id), 'a q of 300 characters, mostly Cyrillic');
         // Within one chat; a chat the caller cannot read is 404, not an empty list.
         const inChat = await searchAs(stack, w.t1, 'урок', `&chat_id=${c.id}`);
         assert.deepEqual(inChat.items.map((x) => x.id), [m2.id, m1.id]);
@@ -780,12 +860,20 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await create({ kind: 'group', title: 'Две\nстроки' }), 400, 'title', 'a line break in the title');
         await check(await create({ kind: 'group', title: 42 }), 400, 'title', 'a title as a number');
         await check(await create({ kind: 'group', title: 'x', description: 'д'.repeat(2001) }), 400, 'description', 'a long description');
+        // Lengths are in characters, and a character may take four bytes:
+        // one more than the limit is refused, never cut to fit.
+        await check(await create({ kind: 'group', title: SMILE.repeat(200) + 'a' }), 400, 'title', 'a title of 201 characters, 200 of four bytes');
+        await check(await create({ kind: 'group', title: 'x', description: SMILE.repeat(2000) + 'a' }), 400, 'description',
+            'a description of 2001 characters, 2000 of four bytes');
         await check(await create({ kind: 'group', title: 'x', colour: 'red' }), 400, 'colour', 'an unknown field');
         await check(await create({ kind: 'group', title: 'x', audience: 'everyone' }), 400, 'audience', 'an unknown audience');
         await check(await create({ kind: 'group', title: 'x', audience: 'students' }), 400, 'unit_id', 'a group audience without the group');
         await check(await create({ kind: 'group', title: 'x', audience: 'students', unit_id: 'not-an-id' }), 400, 'unit_id', 'a bad unit id');
         await check(await create({ kind: 'group', title: 'x', audience: 'students', unit_id: w.dep.id }), 400, 'unit_id', 'a department as the group');
         await check(await create({ kind: 'group', title: 'x', audience: 'students', unit_id: w.gb.id }), 404, 'unit_id', 'another college\'s group');
+        // An org-wide audience follows the whole org's roster: a unit means nothing there.
+        await check(await create({ kind: 'group', title: 'x', audience: 'staff', unit_id: w.g1.id }), 400, 'unit_id', 'a staff chat with a unit');
+        await check(await create({ kind: 'channel', title: 'x', audience: 'all', unit_id: w.g1.id }), 400, 'unit_id', 'an all chat with a unit');
         await check(await create({ kind: 'group', title: 'x', member_ids: 'всех' }), 400, 'member_ids', 'member_ids as a string');
         await check(await create({ kind: 'group', title: 'x', member_ids: ['not-an-id'] }), 400, 'member_ids', 'a bad member id');
         await check(await create({ kind: 'group', title: 'x', member_ids: [NO_SUCH_ID] }), 400, 'member_ids', 'nobody\'s id');
@@ -816,6 +904,9 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await patch({ archived: 'yes' }), 400, 'archived', 'archived as a string');
         await check(await patch({ pinned: true }), 400, 'pinned', 'an unknown field');
         await check(await patch({ description: 'д'.repeat(2001) }), 400, 'description', 'a long description');
+        await check(await patch({ title: SMILE.repeat(200) + 'a' }), 400, 'title', 'a title of 201 characters, 200 of four bytes');
+        await check(await patch({ description: SMILE.repeat(2000) + 'a' }), 400, 'description',
+            'a description of 2001 characters, 2000 of four bytes');
         await check(await stack.patch('/v1/chats/not-an-id', { title: 'x' }, tok(w.t1)), 400, 'chat_id', 'a bad chat id');
 
         // members
@@ -853,6 +944,8 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await send({ text: '' }), 400, 'text', 'empty text');
         await check(await send({ text: ' \n\t ' }), 400, 'text', 'blank text');
         await check(await send({ text: 'я'.repeat(4097) }), 400, 'text', '4097 characters');
+        await check(await send({ text: SMILE.repeat(4096) + 'a' }), 400, 'text', '4097 characters, 4096 of four bytes');
+        await check(await send({ text: SMILE.repeat(4097) }), 400, 'text', '4097 four-byte characters');
         await check(await send({ text: 'звонок\u0007' }), 400, 'text', 'a bell character');
         await check(await send({ text: 'escape \u001b[31mred' }), 400, 'text', 'an escape sequence');
         await check(await send({ text: 'c1 \u0085 control' }), 400, 'text', 'a C1 control');
@@ -883,6 +976,7 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         const edit = (body, id = m.id) => stack.patch(`/v1/chats/${c.id}/messages/${id}`, body, tok(w.s1));
         await check(await edit({ text: '' }), 400, 'text', 'an empty edit');
         await check(await edit({ text: 'я'.repeat(4097) }), 400, 'text', 'a long edit');
+        await check(await edit({ text: SMILE.repeat(4096) + 'a' }), 400, 'text', 'an edit of 4097 characters, 4096 of four bytes');
         await check(await edit({ text: 'правка\u0008' }), 400, 'text', 'a control character');
         await check(await edit({ text: 3 }), 400, 'text', 'text as a number');
         await check(await edit({ text: 'ok', reply_to: m.id }), 400, 'reply_to', 'a field edits do not take');
@@ -898,6 +992,8 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await read({ seq: 1.5 }), 400, 'seq', 'a fractional seq');
         await check(await read({ seq: 1000 }), 400, 'seq', 'a seq beyond the last message');
         await check(await read({ seq: 1, at: 'now' }), 400, 'at', 'an unknown field');
+        await check(await read({}), 400, 'seq', 'no seq');
+        await check(await read({ seq: null }), 400, 'seq', 'seq null');
 
         // GET /v1/search/messages
         const search = (q) => stack.get(`/v1/search/messages${q}`, tok(w.s1));
@@ -905,6 +1001,7 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         await check(await search('?q='), 400, 'q', 'an empty q');
         await check(await search(`?q=${encodeURIComponent('!!! ??? ...')}`), 400, 'q', 'no word to search for');
         await check(await search(`?q=${'a'.repeat(513)}`), 400, 'q', 'a q of 513 characters');
+        await check(await search(`?q=${encodeURIComponent('я'.repeat(513))}`), 400, 'q', 'a q of 513 Cyrillic characters');
         await check(await search('?q=урок&chat_id=not-an-id'), 400, 'chat_id', 'a bad chat id');
         await check(await search('?q=урок&limit=all'), 400, 'limit', 'a limit as a word');
         await check(await search('?q=урок&sort=old'), 400, 'sort', 'an unknown query parameter');
@@ -934,6 +1031,176 @@ describe('a college\'s chats', { timeout: 900000 }, () => {
         assert.equal((await getChat(stack, w.t1, c.id)).title, 'Нулевой символ', 'the title is unchanged');
         assertError(resText, 400, 'bad_request', 'text', 'a NUL in a message');
         assertError(resTitle, 400, 'bad_request', 'title', 'a NUL in a title');
+    });
+});
+
+// Every kind of roster change, one after another in one college, with the
+// members of the automatic chats (and of hand-made chats given an audience)
+// checked after each.
+describe('the automatic chats follow every roster change', { timeout: 600000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    let o;      // the college and its people
+    let c;      // chat ids
+    const names = {};
+    const is = (who) => { names[who.user.id] = who.name; return who; };
+    const expectMembers = (what, who, chatId, expected) =>
+        settles(stack, what, () => membersOf(stack, who, chatId, names), expected);
+    const findChat = async (who, pred, what) => {
+        let found = null;
+        await waitFor(async () => {
+            found = (await chatsOf(stack, who, o.org.id)).find(pred) || null;
+            return found;
+        }, { timeoutMs: SYNC_MS, intervalMs: 100 });
+        assert.ok(found, `${what} exists\n${stack.logTails(10, ['org', 'chat'])}`);
+        return found.id;
+    };
+
+    before(async () => {
+        stack = suiteStack();
+        const org = await newOrg(stack, 'Касимовский индустриальный колледж', 'КИК');
+        org.admin.name = 'Администратор КИК';
+        is(org.admin);
+        const gA = await newUnit(stack, org, { kind: 'group', name: 'Сварщики', code: 'С-11', year: 1 });
+        const gB = await newUnit(stack, org, { kind: 'group', name: 'Электрики', code: 'Э-11', year: 1 });
+        const tA = is(await teacher(stack, org, 'Андрей Сварщиков', { verified: true, curatorOf: gA }));
+        const tB = is(await teacher(stack, org, 'Борис Электриков', { verified: true, curatorOf: gB }));
+        const tX = is(await teacher(stack, org, 'Ксения Преемница', { verified: true }));
+        const adm = is(await member(stack, org, 'administration', 'Завуч Петрова'));
+        const sa1 = is(await student(stack, org, gA, 'Артём Уходящий'));
+        const sa2 = is(await student(stack, org, gA, 'Ирина Выпускница'));
+        const sb1 = is(await student(stack, org, gB, 'Олег Электрик'));
+        const pa1 = is(await parentOf(stack, org, sa1, 'Мама Артёма'));
+        const pa2 = is(await parentOf(stack, org, sa2, 'Папа Ирины'));
+        const pb1 = is(await parentOf(stack, org, sb1, 'Мама Олега'));
+        o = { org, gA, gB, tA, tB, tX, adm, sa1, sa2, sb1, pa1, pa2, pb1 };
+        c = {
+            gA: await findChat(tA, (x) => x.unit_id === gA.id && x.audience === 'students', 'the group chat of С-11'),
+            gAp: await findChat(tA, (x) => x.unit_id === gA.id && x.audience === 'parents', 'the parents chat of С-11'),
+            gB: await findChat(tB, (x) => x.unit_id === gB.id && x.audience === 'students', 'the group chat of Э-11'),
+            gBp: await findChat(tB, (x) => x.unit_id === gB.id && x.audience === 'parents', 'the parents chat of Э-11'),
+            general: await findChat(org.admin, (x) => x.audience === 'all', 'the general channel'),
+            staff: await findChat(org.admin, (x) => x.audience === 'staff', 'the staff channel'),
+        };
+        // Hand-made chats that follow a roster: a subject chat with С-11's
+        // students, and a staff chat of the administration's.
+        c.subject = (await newChat(stack, org, tX, { kind: 'group', title: 'Материаловедение С-11', unit_id: gA.id, audience: 'students' })).id;
+        c.council = (await newChat(stack, org, adm, { kind: 'group', title: 'Педсовет', audience: 'staff' })).id;
+        await expectMembers('С-11 at the start', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+        await expectMembers('С-11 parents at the start', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Мама Артёма': 'member', 'Папа Ирины': 'member' });
+        await expectMembers('the subject chat at the start: its maker and С-11\'s students', tX, c.subject,
+            { 'Ксения Преемница': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+        await expectMembers('the staff chat at the start: its maker and the staff (admins moderating, as in the staff channel)', adm, c.council, {
+            'Завуч Петрова': 'owner', 'Администратор КИК': 'moderator', 'Андрей Сварщиков': 'member', 'Борис Электриков': 'member',
+            'Ксения Преемница': 'member',
+        });
+    });
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('a role an owner set by hand in an automatic chat stays through roster changes; the curator\'s ownership is the roster\'s', async () => {
+        const { org, gA, tA, sa2 } = o;
+        expectStatus(await stack.patch(`/v1/chats/${c.gA}/members/${sa2.user.id}`, { role: 'readonly' }, tok(tA)), 200,
+            'the curator makes a student read-only');
+        const sa3 = is(await student(stack, org, gA, 'Семён Новичок'));
+        await expectMembers('С-11 with the new student; the read-only one still read-only', tA, c.gA, {
+            'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'readonly', 'Семён Новичок': 'member',
+        });
+        assertError(await stack.post(`/v1/chats/${c.gA}/messages`, { text: 'А мне можно?' }, tok(sa2)), 403, 'forbidden', undefined,
+            'the read-only student posts after the roster changed');
+        await post(stack, sa3, c.gA, 'Здравствуйте, я новенький.');
+        // The curator cannot hand the roster's ownership away.
+        const self = await stack.patch(`/v1/chats/${c.gA}/members/${tA.user.id}`, { role: 'member' }, tok(tA));
+        assertError(self, 409, 'roster_chat', 'role', 'the curator steps down in the group chat');
+        // Back to a member; the new student leaves the way he came.
+        expectStatus(await stack.patch(`/v1/chats/${c.gA}/members/${sa2.user.id}`, { role: 'member' }, tok(tA)), 200);
+        await move(stack, org, { kind: 'expel', user_id: sa3.user.id, order_number: '1-о' });
+        await expectMembers('С-11 as before', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+    });
+
+    it('leave and return: the student and their parent leave the group\'s chats (not the college\'s channel), and come back', async () => {
+        const { org, tA, sa1, pa1 } = o;
+        await move(stack, org, { kind: 'leave', user_id: sa1.user.id, order_number: '2-о', note: 'академический отпуск' });
+        await expectMembers('С-11 without the student on leave', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Ирина Выпускница': 'member' });
+        await expectMembers('С-11 parents without his mother', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Папа Ирины': 'member' });
+        await expectMembers('the subject chat without him', o.tX, c.subject, { 'Ксения Преемница': 'owner', 'Ирина Выпускница': 'member' });
+        const inGeneral = async () => Object.keys(await membersOf(stack, org.admin, c.general, names));
+        assert.ok((await inGeneral()).includes('Артём Уходящий'), 'on leave he is still of the college');
+        assertError(await stack.get(`/v1/chats/${c.gA}/messages`, tok(sa1)), 404, 'not_found', 'chat_id', 'on leave: no group chat');
+        await move(stack, org, { kind: 'return', user_id: sa1.user.id, order_number: '3-о' });
+        await expectMembers('С-11 with the student back', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+        await expectMembers('С-11 parents with his mother back', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Мама Артёма': 'member', 'Папа Ирины': 'member' });
+        await expectMembers('the subject chat with him back', o.tX, c.subject,
+            { 'Ксения Преемница': 'owner', 'Артём Уходящий': 'member', 'Ирина Выпускница': 'member' });
+        expectStatus(await stack.get(`/v1/chats/${c.gA}/messages`, tok(sa1)), 200, 'back: he reads the group chat');
+    });
+
+    it('graduate: the graduate leaves the group\'s chats and the college\'s; their parent leaves the parents chat and stays in the channel', async () => {
+        const { org, tA, sa2, pa2 } = o;
+        await move(stack, org, { kind: 'graduate', user_id: sa2.user.id, order_number: '4-о' });
+        await expectMembers('С-11 without the graduate', tA, c.gA, { 'Андрей Сварщиков': 'owner', 'Артём Уходящий': 'member' });
+        await expectMembers('С-11 parents without her father', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Мама Артёма': 'member' });
+        await expectMembers('the subject chat without her', o.tX, c.subject, { 'Ксения Преемница': 'owner', 'Артём Уходящий': 'member' });
+        await settles(stack, 'the general channel: the graduate out, her father (still a parent here) in', async () => {
+            const all = Object.keys(await membersOf(stack, org.admin, c.general, names));
+            return [all.includes('Ирина Выпускница'), all.includes('Папа Ирины')];
+        }, [false, true]);
+        assert.deepEqual(await chatsOf(stack, sa2, org.id), [], 'the graduate has none of the college\'s chats');
+    });
+
+    it('guardian unlink: the parent leaves the parents chat and stays in the channel', async () => {
+        const { org, tA, sa1, pa1 } = o;
+        assert.equal((await stack.del(`/v1/orgs/${org.id}/guardians/${pa1.user.id}/${sa1.user.id}`, tok(org.admin))).status, 204);
+        await expectMembers('С-11 parents without the unlinked mother', tA, c.gAp, { 'Андрей Сварщиков': 'owner' });
+        assert.ok(Object.keys(await membersOf(stack, org.admin, c.general, names)).includes('Мама Артёма'), 'she is still in the channel');
+        assertError(await stack.get(`/v1/chats/${c.gAp}/messages`, tok(pa1)), 404, 'not_found', 'chat_id');
+        // Linked again: back in.
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/guardians`, { parent_id: pa1.user.id, student_id: sa1.user.id }, tok(org.admin)), 201);
+        await expectMembers('С-11 parents with her again', tA, c.gAp, { 'Андрей Сварщиков': 'owner', 'Мама Артёма': 'member' });
+    });
+
+    it('curator change: the old curator leaves both of the group\'s chats, the new one owns them', async () => {
+        const { org, gA, tA, tX } = o;
+        expectStatus(await stack.put(`/v1/orgs/${org.id}/units/${gA.id}/curator`, { user_id: tX.user.id }, tok(org.admin)), 200);
+        await expectMembers('С-11 with the new curator as owner', tX, c.gA, { 'Ксения Преемница': 'owner', 'Артём Уходящий': 'member' });
+        await expectMembers('С-11 parents with the new curator as owner', tX, c.gAp, { 'Ксения Преемница': 'owner', 'Мама Артёма': 'member' });
+        assertError(await stack.get(`/v1/chats/${c.gA}/messages`, tok(tA)), 404, 'not_found', 'chat_id', 'the old curator reads the group chat');
+        assertError(await stack.get(`/v1/chats/${c.gAp}/messages`, tok(tA)), 404, 'not_found', 'chat_id', 'the old curator reads the parents chat');
+        // Still a teacher of the college.
+        assert.equal((await membersOf(stack, org.admin, c.staff, names))['Андрей Сварщиков'], 'member');
+    });
+
+    it('dismissing a curator: out of the group\'s chats and of the college\'s channels and staff chats', async () => {
+        const { org, tB, sb1 } = o;
+        await expectMembers('Э-11 before', tB, c.gB, { 'Борис Электриков': 'owner', 'Олег Электрик': 'member' });
+        await expectMembers('Э-11 parents before', tB, c.gBp, { 'Борис Электриков': 'owner', 'Мама Олега': 'member' });
+        await move(stack, org, { kind: 'dismiss', user_id: tB.user.id, order_number: '5-к' });
+        await expectMembers('Э-11 without its curator', sb1, c.gB, { 'Олег Электрик': 'member' });
+        await expectMembers('Э-11 parents without its curator', o.pb1, c.gBp, { 'Мама Олега': 'member' });
+        assert.deepEqual(await chatsOf(stack, tB, org.id), [], 'the dismissed curator has none of the college\'s chats');
+        await settles(stack, 'the staff channel without him', async () =>
+            Object.keys(await membersOf(stack, org.admin, c.staff, names)).includes('Борис Электриков'), false);
+        await settles(stack, 'the staff chat without him', async () =>
+            Object.keys(await membersOf(stack, o.adm, c.council, names)).includes('Борис Электриков'), false);
+        await post(stack, sb1, c.gB, 'А кто теперь наш куратор?');
+    });
+
+    it('a teacher granted admin moderates the general and staff channels; hiring a member as a teacher brings them into the staff channel', async () => {
+        const { org, tX, adm, pa1 } = o;
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${tX.user.id}/roles`, { role: 'admin' }, tok(org.admin)), 200);
+        await settles(stack, 'the new admin moderates both channels', async () => [
+            (await membersOf(stack, org.admin, c.general, names))['Ксения Преемница'],
+            (await membersOf(stack, org.admin, c.staff, names))['Ксения Преемница'],
+        ], ['moderator', 'moderator']);
+        assert.equal((await membersOf(stack, tX, c.gA, names))['Ксения Преемница'], 'owner', 'still the curator, owning the group chat');
+        await post(stack, tX, c.general, 'Уважаемые студенты и родители, с понедельника новое расписание.');
+        // A parent of the college hired as a teacher.
+        await move(stack, org, { kind: 'hire', user_id: pa1.user.id, order_number: '6-к' });
+        await settles(stack, 'the staff channel with the one hired', async () =>
+            (await membersOf(stack, org.admin, c.staff, names))['Мама Артёма'], 'member');
+        await settles(stack, 'the staff chat with the one hired', async () =>
+            (await membersOf(stack, adm, c.council, names))['Мама Артёма'], 'member');
+        expectStatus(await stack.get(`/v1/chats/${c.staff}/messages`, tok(pa1)), 200, 'the one hired reads the staff channel');
+        assert.equal((await membersOf(stack, org.admin, c.general, names))['Мама Артёма'], 'member', 'one membership of the channel');
     });
 });
 
@@ -981,7 +1248,7 @@ describe('membership after the chat service was down while the roster changed', 
     let stack;
     beforeEach(() => { stack = suiteStack(); });
 
-    it('enrolments, transfers, an expulsion, a new group and a guardian recorded while chat was stopped are all reflected once it is back', async () => {
+    it('enrolments, transfers, an expulsion, a new group, a guardian, and people who lost a role and got it back, recorded while chat was stopped, are all reflected once it is back', async () => {
         const org = await newOrg(stack, 'Скопинский технологический колледж', 'СТК');
         org.admin.name = 'Администратор СТК';
         const g1 = await newUnit(stack, org, { kind: 'group', name: 'Повара', code: 'П-11', year: 1 });
@@ -991,8 +1258,10 @@ describe('membership after the chat service was down while the roster changed', 
         const sA = await student(stack, org, g1, 'Антон Переводимый');
         const sB = await student(stack, org, g1, 'Богдан Отчисляемый');
         const pA = await parentOf(stack, org, sA, 'Мама Антона');
+        const sE = await student(stack, org, g1, 'Елена Вернувшаяся');
+        const pE = await parentOf(stack, org, sE, 'Папа Елены');
         const names = {};
-        for (const u of [org.admin, t1, t2, sA, sB, pA]) names[u.user.id] = u.name;
+        for (const u of [org.admin, t1, t2, sA, sB, pA, sE, pE]) names[u.user.id] = u.name;
         const m = (who, chatId) => () => membersOf(stack, who, chatId, names);
         const find = async (who, unitId, audience) => {
             let c = null;
@@ -1005,8 +1274,10 @@ describe('membership after the chat service was down while the roster changed', 
         const c2 = await find(t2, g2.id, 'students');
         const c2p = await find(t2, g2.id, 'parents');
         const general = await find(org.admin, null, 'all');
-        await settles(stack, 'П-11 before', m(t1, c1), { 'Куратор Поваров': 'owner', 'Антон Переводимый': 'member', 'Богдан Отчисляемый': 'member' });
-        await settles(stack, 'П-11 parents before', m(t1, c1p), { 'Куратор Поваров': 'owner', 'Мама Антона': 'member' });
+        const staff = await find(org.admin, null, 'staff');
+        await settles(stack, 'П-11 before', m(t1, c1), { 'Куратор Поваров': 'owner', 'Антон Переводимый': 'member',
+            'Богдан Отчисляемый': 'member', 'Елена Вернувшаяся': 'member' });
+        await settles(stack, 'П-11 parents before', m(t1, c1p), { 'Куратор Поваров': 'owner', 'Мама Антона': 'member', 'Папа Елены': 'member' });
         const kept = await post(stack, t1, c1, 'Завтра практика в столовой, форма обязательна.');
 
         const stoppedPid = await stack.stopService('chat');
@@ -1023,11 +1294,33 @@ describe('membership after the chat service was down while the roster changed', 
         const t3 = await teacher(stack, org, 'Куратор Технологов', { verified: true, curatorOf: g3 });
         const sD = await student(stack, org, g3, 'Дмитрий Технолог');
         for (const u of [sC, pC, t3, sD]) names[u.user.id] = u.name;
+        // People who lose their only role and get it back, which org and
+        // identity announce separately (chat may read either first): a
+        // student expelled, given the student role again and enrolled back
+        // into the same group, her father linked again (the expulsion
+        // ended the link); the curator dismissed, made a teacher again,
+        // hired and set as the group's curator again; a mother whose
+        // parent role was taken and given back, linked again.
+        const admin = tok(org.admin);
+        await move(stack, org, { kind: 'expel', user_id: sE.user.id, order_number: '12-у' });
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${sE.user.id}/roles`, { role: 'student' }, admin), 200);
+        await move(stack, org, { kind: 'enroll', user_id: sE.user.id, unit_id: g1.id, order_number: '13-у' });
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/guardians`, { parent_id: pE.user.id, student_id: sE.user.id }, admin), 201);
+        await move(stack, org, { kind: 'dismiss', user_id: t1.user.id, order_number: '14-к' });
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${t1.user.id}/roles`, { role: 'teacher' }, admin), 200);
+        await move(stack, org, { kind: 'hire', user_id: t1.user.id, order_number: '15-к' });
+        expectStatus(await stack.put(`/v1/orgs/${org.id}/units/${g1.id}/curator`, { user_id: t1.user.id }, admin), 200);
+        assert.equal((await stack.del(`/v1/orgs/${org.id}/members/${pA.user.id}/roles/parent`, admin)).status, 204);
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/members/${pA.user.id}/roles`, { role: 'parent' }, admin), 200);
+        expectStatus(await stack.post(`/v1/orgs/${org.id}/guardians`, { parent_id: pA.user.id, student_id: sA.user.id }, admin), 201);
 
         await stack.startService('chat');
-        await settles(stack, 'П-11 after: the transferred and the expelled are out, the new student in', m(t1, c1),
-            { 'Куратор Поваров': 'owner', 'Валентина Новенькая': 'member' });
-        await settles(stack, 'П-11 parents after', m(t1, c1p), { 'Куратор Поваров': 'owner', 'Папа Валентины': 'member' });
+        await settles(stack, 'П-11 after: the transferred and the expelled are out, the new student and the one enrolled back in, the curator back as owner',
+            m(t1, c1), { 'Куратор Поваров': 'owner', 'Валентина Новенькая': 'member', 'Елена Вернувшаяся': 'member' });
+        await settles(stack, 'П-11 parents after: the linked fathers in, the curator back as owner', m(t1, c1p),
+            { 'Куратор Поваров': 'owner', 'Папа Валентины': 'member', 'Папа Елены': 'member' });
+        await settles(stack, 'the staff channel after: the re-hired curator in', m(org.admin, staff),
+            { 'Администратор СТК': 'moderator', 'Куратор Поваров': 'member', 'Куратор Кондитеров': 'member', 'Куратор Технологов': 'member' });
         await settles(stack, 'К-11 after: the transferred student in', m(t2, c2), { 'Куратор Кондитеров': 'owner', 'Антон Переводимый': 'member' });
         await settles(stack, 'К-11 parents after: the transferred student\'s mother in', m(t2, c2p),
             { 'Куратор Кондитеров': 'owner', 'Мама Антона': 'member' });
@@ -1038,12 +1331,15 @@ describe('membership after the chat service was down while the roster changed', 
         await settles(stack, 'the general channel after', async () => {
             const all = await membersOf(stack, org.admin, general, names);
             return all && Object.keys(all).sort();
-        }, ['Администратор СТК', 'Антон Переводимый', 'Валентина Новенькая', 'Дмитрий Технолог', 'Куратор Кондитеров',
-            'Куратор Поваров', 'Куратор Технологов', 'Мама Антона', 'Папа Валентины'].sort());
+        }, ['Администратор СТК', 'Антон Переводимый', 'Валентина Новенькая', 'Дмитрий Технолог', 'Елена Вернувшаяся',
+            'Куратор Кондитеров', 'Куратор Поваров', 'Куратор Технологов', 'Мама Антона', 'Папа Валентины', 'Папа Елены'].sort());
         assert.deepEqual(await chatsOf(stack, sB, org.id), [], 'the expelled student has none of the college\'s chats');
         // What was acknowledged before the stop is still there.
         const history = await allMessages(stack, sC, c1);
         assert.deepEqual(history.map((x) => x.id), [kept.id], 'the new student reads the message posted before the stop');
+        assert.deepEqual((await allMessages(stack, sE, c1)).map((x) => x.id), [kept.id], 'so does the one enrolled back');
+        await post(stack, t1, c1, 'С возвращением, Елена!');
+        expectStatus(await stack.get(`/v1/chats/${c2p}/messages`, tok(pA)), 200, 'the mother whose role came back reads К-11\'s parents chat');
         assertError(await stack.get(`/v1/chats/${c1}/messages`, tok(sA)), 404, 'not_found', 'chat_id',
             'the transferred student no longer reads П-11');
         await post(stack, sA, c2, 'Здравствуйте, я из П-11.');

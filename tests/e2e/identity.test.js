@@ -393,6 +393,9 @@ describe('sign-in and the account', { timeout: 300000 }, () => {
         await patch({ full_name: 5 }, 'full_name', 'name as a number');
         await patch({ full_name: '' }, 'full_name', 'empty name');
         await patch({ full_name: bigName }, 'full_name', '10 KB name');
+        // Lengths are in characters: 200 four-byte characters and one more
+        // is too long, not a name cut to 200.
+        await patch({ full_name: '\u{1F600}'.repeat(200) + 'a' }, 'full_name', '201 characters, 200 of them four bytes');
         await patch({ password: 'short' }, 'password', 'short password');
         await patch({ password: 12345678 }, 'password', 'password as a number');
         await patch({ password: big + big }, 'password', '20 KB password');
@@ -405,6 +408,8 @@ describe('sign-in and the account', { timeout: 300000 }, () => {
         assertError(await stack.post('/v1/auth/logout', { everything: true }, { token: t }), 400, 'bad_request', 'everything');
         assertError(await stack.post('/v1/me/security/report', { comment: 5 }, { token: t }), 400, 'bad_request', 'comment');
         assertError(await stack.post('/v1/me/security/report', { comment: big }, { token: t }), 400, 'bad_request', 'comment');
+        assertError(await stack.post('/v1/me/security/report', { comment: '\u{1F600}'.repeat(2000) + 'a' }, { token: t }), 400,
+            'bad_request', 'comment', 'a comment of 2001 characters, 2000 of them four bytes');
         assertError(await stack.post('/v1/me/security/report', { reason: 'x' }, { token: t }), 400, 'bad_request', 'reason');
         assertError(await stack.del('/v1/me/sessions/no-such-session', { token: t }), 404, undefined);
         assertError(await stack.del(`/v1/me/sessions/${'A'.repeat(26)}`, { token: t }), 404, undefined);

@@ -1,5 +1,6 @@
 /*  The chat store keeps what a message said before each edit and before
-    its deletion (for the audit), and search forgets the old words. */
+    its deletion (for the audit), and search forgets the old words; the
+    roster an automatic chat follows counts only people holding the role. */
 #include "arena.h"
 #include "db.h"
 
@@ -116,12 +117,118 @@ test_edit_and_delete_keep_the_old_text (void **state)
     arena_destroy (&arena);
 }
 
+/*  Who a roster chat should have, as "user:role," sorted by user. */
+static void
+s_want (void *arg, const char *user_id, int role)
+{
+    char *out = arg;
+    size_t used = strlen (out);
+    snprintf (out + used, 512 - used, "%s:%d,", user_id, role);
+}
+
+static void
+s_desired (db_t *db, const chat_t *chat, char *out)
+{
+    char raw[512] = "";
+    assert_int_equal (chatstore_desired (db, chat, s_want, raw), 0);
+    /*  Sort the entries so that the order of the rows does not matter. */
+    char *items[16];
+    int n = 0;
+    for (char *t = strtok (raw, ","); t && n < 16; t = strtok (NULL, ","))
+        items[n++] = t;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (strcmp (items[j], items[i]) < 0) {
+                char *x = items[i];
+                items[i] = items[j];
+                items[j] = x;
+            }
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        strcat (out, items[i]);
+        strcat (out, ",");
+    }
+}
+
+/*  A roster counts only people who hold the matching role now: org says
+    who is in the group, who curates it and who is whose guardian, identity
+    says who holds which role, and the two arrive separately. Whatever has
+    arrived so far, the members follow from it alone. */
+static void
+test_roster_counts_role_holders (void **state)
+{
+    fixture_t *fx = *state;
+    db_t *db = fx->db;
+    const char *org = "01JORG0000000000000000000A";
+    unit_t g = {.id = "01JUNIT000000000000000000G", .org_id = "01JORG0000000000000000000A",
+                .kind = 2, .name = "Повара", .curator_id = "T"};
+    chat_t students = {.id = "01JCHAT00000000000000000ST", .org_id = "01JORG0000000000000000000A",
+                       .unit_id = "01JUNIT000000000000000000G", .audience = CHAT__AUDIENCE__AUDIENCE_STUDENTS};
+    chat_t parents = students;
+    parents.audience = CHAT__AUDIENCE__AUDIENCE_PARENTS;
+    chat_t subject = students;
+    snprintf (subject.created_by, sizeof subject.created_by, "T");
+    char got[512];
+
+    /*  Org's facts first: nobody holds a role yet, so nobody is in. */
+    assert_int_equal (chatstore_unit_put (db, &g), 0);
+    assert_int_equal (chatstore_unit_member_put (db, g.id, "S", 4, 1), 0);
+    assert_int_equal (chatstore_guardian_put (db, org, "P", "S", 1), 0);
+    s_desired (db, &students, got);
+    assert_string_equal (got, "");
+    s_desired (db, &parents, got);
+    assert_string_equal (got, "");
+
+    /*  Roles arrive one by one. */
+    assert_int_equal (chatstore_role_put (db, org, "S", 4, 1), 0);
+    s_desired (db, &students, got);
+    assert_string_equal (got, "S:3,");
+    s_desired (db, &parents, got);
+    assert_string_equal (got, "");
+    assert_int_equal (chatstore_role_put (db, org, "P", 5, 1), 0);
+    s_desired (db, &parents, got);
+    assert_string_equal (got, "P:3,");
+    assert_int_equal (chatstore_role_put (db, org, "T", 3, 1), 0);
+    s_desired (db, &students, got);
+    assert_string_equal (got, "S:3,T:1,");
+    s_desired (db, &parents, got);
+    assert_string_equal (got, "P:3,T:1,");
+    /*  A hand-made chat following the group has no curator in it. */
+    s_desired (db, &subject, got);
+    assert_string_equal (got, "S:3,");
+    /*  A role of another org counts for nothing here. */
+    assert_int_equal (chatstore_role_put (db, org, "S", 4, 0), 0);
+    assert_int_equal (chatstore_role_put (db, "01JORG0000000000000000000B", "S", 4, 1), 0);
+    s_desired (db, &students, got);
+    assert_string_equal (got, "T:1,");
+    s_desired (db, &parents, got);
+    assert_string_equal (got, "T:1,");
+
+    /*  The units whose rosters count someone: theirs, the ones they
+        curate, their children's. */
+    arena_t *arena = arena_new ();
+    char **ids;
+    size_t n;
+    const char *people[] = {"S", "T", "P"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal (chatstore_roster_units (db, org, people[i], arena, &ids, &n), 0);
+        assert_int_equal (n, 1);
+        assert_string_equal (ids[0], g.id);
+    }
+    assert_int_equal (chatstore_roster_units (db, "01JORG0000000000000000000B", "S", arena, &ids, &n), 0);
+    assert_int_equal (n, 0);
+    assert_int_equal (chatstore_roster_units (db, org, "X", arena, &ids, &n), 0);
+    assert_int_equal (n, 0);
+    arena_destroy (&arena);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_edit_and_delete_keep_the_old_text, s_setup,
                                          s_teardown),
+        cmocka_unit_test_setup_teardown (test_roster_counts_role_holders, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name ("chat_store", tests, NULL, NULL);
 }

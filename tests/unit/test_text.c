@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -35,16 +36,24 @@ test_trim (void **state)
 {
     (void) state;
     char out[64];
-    assert_int_equal (text_trim ("  a b \t\n", out, sizeof out), 3);
+    size_t len = 99;
+    assert_int_equal (text_trim ("  a b \t\n", out, sizeof out, &len), 0);
+    assert_int_equal (len, 3);
     assert_string_equal (out, "a b");
     /*  U+00A0 (no-break space) counts as space at either end only. */
-    assert_int_equal (text_trim ("\xC2\xA0x\xC2\xA0y\xC2\xA0", out, sizeof out), 4);
+    assert_int_equal (text_trim ("\xC2\xA0x\xC2\xA0y\xC2\xA0", out, sizeof out, &len), 0);
+    assert_int_equal (len, 4);
     assert_string_equal (out, "x\xC2\xA0y");
-    assert_int_equal (text_trim (" \r\n ", out, sizeof out), 0);
+    assert_int_equal (text_trim (" \r\n ", out, sizeof out, &len), 0);
+    assert_int_equal (len, 0);
     assert_string_equal (out, "");
-    /*  A short buffer gets what fits. */
-    assert_int_equal (text_trim ("abcdef", out, 4), 3);
+    /*  A text that does not fit is refused, never cut: the buffer is left
+        empty. What fits exactly (with its NUL) is taken. */
+    assert_int_equal (text_trim ("abcdef", out, 4, &len), -1);
+    assert_string_equal (out, "");
+    assert_int_equal (text_trim ("  abc  ", out, 4, &len), 0);
     assert_string_equal (out, "abc");
+    assert_int_equal (text_trim ("abc", out, 0, &len), -1);
 }
 
 static void
@@ -89,6 +98,41 @@ test_multiline (void **state)
     assert_non_null (text_check_multiline ("\r\n\t ", 1, 4096, out, sizeof out));
     assert_non_null (text_check_multiline ("abcde", 1, 4, out, sizeof out));
     assert_null (text_check_multiline ("abcd", 1, 4, out, sizeof out));
+}
+
+/*  A buffer of max * 4 + 1 bytes (what every service gives) holds any text
+    of max characters, four bytes each; one character more is "too long",
+    not a text cut to fit and counted as max. */
+static void
+test_four_byte_limit (void **state)
+{
+    (void) state;
+    const char *smile = "\xF0\x9F\x98\x80";     /* U+1F600, four bytes */
+    enum { MAX = 200 };
+    char in[MAX * 4 + 16], out[MAX * 4 + 1];
+    for (int i = 0; i < MAX; i++)
+        memcpy (in + 4 * i, smile, 4);
+    in[MAX * 4] = 0;
+    assert_null (text_check_line (in, 1, MAX, out, sizeof out));
+    assert_int_equal (text_utf8_length (out), MAX);
+    assert_string_equal (out, in);
+    /*  One more character, of any width, is too long. */
+    strcpy (in + MAX * 4, "a");
+    assert_string_equal (text_check_line (in, 1, MAX, out, sizeof out), "is too long");
+    assert_string_equal (text_check_multiline (in, 1, MAX, out, sizeof out), "is too long");
+    memcpy (in + MAX * 4, smile, 4);
+    in[MAX * 4 + 4] = 0;
+    assert_string_equal (text_check_line (in, 1, MAX, out, sizeof out), "is too long");
+    /*  Spaces around a text of max characters are trimmed, not counted. */
+    char padded[MAX * 4 + 16];
+    snprintf (padded, sizeof padded, "  %.*s \n", MAX * 4, in);
+    assert_null (text_check_multiline (padded, 1, MAX, out, sizeof out));
+    assert_int_equal (text_utf8_length (out), MAX);
+    /*  A buffer too small for a text within max is refused the same way
+        (a caller's mistake, but never a silently shortened text). */
+    char small[16];
+    assert_string_equal (text_check_line ("abcdefghijklmnopqrstuvwxyz", 1, MAX, small, sizeof small),
+                         "is too long");
 }
 
 static void
@@ -141,6 +185,7 @@ main (void)
         cmocka_unit_test (test_trim),
         cmocka_unit_test (test_line),
         cmocka_unit_test (test_multiline),
+        cmocka_unit_test (test_four_byte_limit),
         cmocka_unit_test (test_phone),
         cmocka_unit_test (test_fold_date_email),
     };
