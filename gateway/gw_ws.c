@@ -1893,6 +1893,39 @@ s_on_session_revoked (const Ev__Event *event, const char *push_type)
     identity__session_revoked__free_unpacked (e, NULL);
 }
 
+/*  identity.security.reported: each admin of each of the reporter's orgs
+    with a socket here is told, once per org ({"type":
+    "security.reported", "org_id", "user": {id, full_name}, "at"}); not the
+    comment, which is the reporter's. */
+static void
+s_on_security_reported (const Ev__Event *event, const char *push_type)
+{
+    Identity__SecurityReported *e
+        = identity__security_reported__unpack (NULL, event->payload.len, event->payload.data);
+    if (!e)
+        return;
+    char at[40];
+    clock_format_rfc3339 (event->at, at, sizeof at);
+    for (size_t i = 0; i < e->n_admins; i++) {
+        const Identity__OrgAdmins *oa = e->admins[i];
+        frame_t *f = NULL;
+        for (size_t k = 0; oa && k < oa->n_user_ids; k++) {
+            ws_user_t *admin = s_user (oa->user_ids[k]);
+            if (!admin)
+                continue;
+            if (!f)
+                f = s_frame_new (json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s}", "type", push_type,
+                                            "org_id", oa->org_id ? oa->org_id : "", "user", "id",
+                                            e->user_id ? e->user_id : "", "full_name",
+                                            e->full_name ? e->full_name : "", "at", at));
+            if (f)
+                s_send_user (admin, f);
+        }
+        s_frame_unref (&f);
+    }
+    identity__security_reported__free_unpacked (e, NULL);
+}
+
 static const struct {
     const char *type;           /* the event */
     const char *push;           /* the frame's "type" */
@@ -1907,6 +1940,7 @@ static const struct {
     {"chat.member_removed", "chat.member_removed", s_on_member},
     {"chat.read", "chat.read", s_on_read},
     {"identity.session.revoked", "session.revoked", s_on_session_revoked},
+    {"identity.security.reported", "security.reported", s_on_security_reported},
     {NULL, NULL, NULL},
 };
 

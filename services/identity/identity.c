@@ -667,7 +667,8 @@ s_session_revoke (bus_call_t *call, const void *request, void **reply)
 
 /*  Policy 4.5: an account accessed without permission. Every session ends
     at once (this one too) and the admins of the user's orgs are told
-    (identity.security.reported carries the orgs). */
+    (identity.security.reported names them per org; gateways push it to
+    their sockets). */
 static status_t
 s_security_report (bus_call_t *call, const void *request, void **reply)
 {
@@ -697,6 +698,21 @@ s_security_report (bus_call_t *call, const void *request, void **reply)
     ev.comment = comment;
     if (idstore_user_orgs (db, caller->user_id, arena, &ev.org_ids, &ev.n_org_ids))
         return bus_call_db_error (call);
+    ev.full_name = arena_strdup (arena, user.full_name);
+    ev.admins = arena_alloc (arena, (ev.n_org_ids ? ev.n_org_ids : 1) * sizeof *ev.admins);
+    for (size_t i = 0; i < ev.n_org_ids; i++) {
+        Identity__OrgRole **roles = NULL;
+        size_t n = 0;
+        if (idstore_roles_by_org (db, ev.org_ids[i], BUS__ROLE__ROLE_ADMIN, arena, &roles, &n))
+            return bus_call_db_error (call);
+        Identity__OrgAdmins *oa = arena_msg (arena, &identity__org_admins__descriptor);
+        oa->org_id = ev.org_ids[i];
+        oa->user_ids = arena_alloc (arena, (n ? n : 1) * sizeof *oa->user_ids);
+        for (size_t k = 0; k < n; k++)
+            if (roles[k]->user_id && *roles[k]->user_id && strcmp (roles[k]->user_id, caller->user_id) != 0)
+                oa->user_ids[oa->n_user_ids++] = roles[k]->user_id;
+        ev.admins[ev.n_admins++] = oa;
+    }
     if (bus_call_event (call, "identity.security.reported", "", &ev.base))
         return bus_call_db_error (call);
     log_warn (bus_call_trace (call), "unauthorized access reported user=%s sessions_ended=%u",

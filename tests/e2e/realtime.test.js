@@ -622,6 +622,29 @@ describe('WebSocket: pushes of the user\'s chats, typing and presence', { timeou
         for (const x of [a, b, c]) x.close();
     });
 
+    it('a member reports unauthorized access: the org\'s admins\' sockets are told who and when, nobody else\'s; the reporter\'s close', async () => {
+        const victim = await signUp(stack, { fullName: 'Жертва Взлома' });
+        ok(await stack.post(`/v1/orgs/${w.org}/members/${victim.user.id}/roles`, { role: 'teacher' }, { token: w.admin.token }),
+            200, 'teacher');
+        const admin = await signedIn(stack, w.admin);
+        const other = await signedIn(stack, w.a);
+        const own = await signedIn(stack, victim);
+        const before = Date.now();
+        const res = await stack.post('/v1/me/security/report', { comment: 'Кто-то читал мои сообщения' }, { token: victim.token });
+        assert.equal(res.status, 202, res.text);
+        const f = await admin.next((x) => x.type === 'security.reported', 'the admin is told');
+        assert.deepEqual(Object.keys(f).sort(), ['at', 'org_id', 'type', 'user']);
+        assert.equal(f.org_id, w.org);
+        assert.deepEqual(f.user, { id: victim.user.id, full_name: 'Жертва Взлома' });
+        assert.match(f.at, RFC3339);
+        assert.ok(Math.abs(Date.parse(f.at) - before) < 10000, f.at);
+        assert.ok(!JSON.stringify(f).includes('Кто-то читал'), 'not the comment');
+        assert.equal((await own.closeCode('the reporter\'s socket')).code, 4003);
+        await other.none((x) => x.type === 'security.reported', 'a teacher is not told', 300);
+        admin.close();
+        other.close();
+    });
+
     it('presence: co-members\' sockets hear a user come online and go offline', async () => {
         const a = await signedIn(stack, w.a);
         await sleep(500);   // a's chats are looked up when a connects
