@@ -73,6 +73,10 @@ struct worker_t {
     char instance[ULID_LEN + 1];
     int64_t started_at;
     shared_t *shared;
+    /*  Keys the stored hashes of requests (which may hold passwords), one
+        per database, so that a copy of the idempotency table cannot be
+        used to test guesses. */
+    unsigned char idem_key[crypto_generichash_KEYBYTES];
 };
 
 /* --- the handler's view --- */
@@ -453,10 +457,11 @@ s_pack_reply (bus_call_t *call, const ProtobufCMessage *body)
 /*  Idempotency records are per caller, method and key, and remember a hash
     of the request so that a key reused for something else is refused
     rather than answered with another request's result. A signed-in
-    caller's keys are theirs; an anonymous caller's (a public route:
-    applying, signing up) are scoped to the address they call from, so the
-    first answer goes back only to a retry of the very same request from
-    there. Calls with neither (another service's, with no caller) have no
+    caller's keys are theirs. An anonymous caller's are honoured only by
+    methods that say so (BUS_ANON_IDEM: applying, whose reply holds no
+    secret; never signing in or up, whose replies hold tokens) and are
+    scoped to the address they call from, so the first answer goes back
+    only to a retry of the very same request from there. Others have no
     scope, and their keys are ignored. */
 static const char *
 s_idem_scope (bus_call_t *call, char *buf, size_t size)
@@ -465,7 +470,8 @@ s_idem_scope (bus_call_t *call, char *buf, size_t size)
     if (*user)
         return user;
     const Bus__Caller *caller = bus_call_caller (call);
-    if (!caller || !caller->ip || !*caller->ip)
+    if (!call->method || !(call->method->flags & BUS_ANON_IDEM) || !caller || !caller->ip
+        || !*caller->ip)
         return NULL;
     snprintf (buf, size, "ip:%s", caller->ip);
     return buf;
@@ -474,7 +480,35 @@ s_idem_scope (bus_call_t *call, char *buf, size_t size)
 static void
 s_request_hash (bus_call_t *call, unsigned char out[16])
 {
-    crypto_generichash (out, 16, call->request->body.data, call->request->body.len, NULL, 0);
+    crypto_generichash (out, 16, call->request->body.data, call->request->body.len,
+                        call->worker->idem_key, sizeof call->worker->idem_key);
+}
+
+/*  The database's key for request hashes, made by the first instance that
+    opens it (instances of a service share the database). */
+static int
+s_idem_key_load (worker_t *w)
+{
+    char *hex = db_meta_get (w->db, "idempotency_key");
+    if (!hex) {
+        unsigned char key[crypto_generichash_KEYBYTES];
+        char fresh[sizeof key * 2 + 1];
+        randombytes_buf (key, sizeof key);
+        sodium_bin2hex (fresh, sizeof fresh, key, sizeof key);
+        sqlite3_stmt *stmt = db_stmt (w->db, "INSERT OR IGNORE INTO parta_meta (key, value)"
+                                             " VALUES ('idempotency_key', ?)");
+        if (!stmt)
+            return -1;
+        sqlite3_bind_text (stmt, 1, fresh, -1, SQLITE_TRANSIENT);
+        if (db_step_done (w->db, stmt, NULL))
+            return -1;
+        hex = db_meta_get (w->db, "idempotency_key");
+    }
+    size_t len = 0;
+    int bad = !hex || sodium_hex2bin (w->idem_key, sizeof w->idem_key, hex, strlen (hex), NULL, &len, NULL)
+              || len != sizeof w->idem_key;
+    free (hex);
+    return bad ? -1 : 0;
 }
 
 /*  1 with the stored reply in *out, 0 when none, 2 when the key was used
@@ -859,7 +893,7 @@ s_executor_actor (zsock_t *pipe, void *args)
     snprintf (path, sizeof path, "%s/%s.db", config_str (w->cfg, "data"), w->service->name);
     w->db = db_open (path, w->service->migrations, config_str (w->cfg, "sync"), err, sizeof err);
     w->arena = arena_new ();
-    if (!w->db || !w->arena || s_table_load (w)) {
+    if (!w->db || !w->arena || s_table_load (w) || s_idem_key_load (w)) {
         if (!w->db)
             log_error (NULL, "worker cannot open its database path=%s error=\"%s\"", path, err);
         goto failed;

@@ -34,6 +34,9 @@ enum {
     BUS_ORG_ADMIN = 1 << 5,     /* admin there: else forbidden */
     BUS_NOTXN = 1 << 6,         /* with BUS_WRITE: the handler runs its own transactions
                                    (it calls other services and must not hold the lock) */
+    BUS_ANON_IDEM = 1 << 7,     /* with BUS_WRITE: an anonymous caller's idempotency key is
+                                   honoured, scoped to their address; only for methods
+                                   whose reply holds no secret (never a token) */
 };
 
 #define BUS_LATENCY_BUCKETS 6   /* <=100us, <=1ms, <=10ms, <=100ms, <=1s, more */

@@ -1767,7 +1767,7 @@ s_me (bus_call_t *call, const void *request, void **reply)
 /* --- the service --- */
 
 static bus_method_t s_methods[] = {
-    {"org.application_create", s_application_create, BUS_WRITE},
+    {"org.application_create", s_application_create, BUS_WRITE | BUS_ANON_IDEM},
     {"org.applications_list", s_applications_list, BUS_OPERATOR},
     {"org.application_approve", s_application_approve, BUS_OPERATOR | BUS_WRITE | BUS_NOTXN},
     {"org.application_reject", s_application_reject, BUS_OPERATOR | BUS_WRITE},

@@ -438,6 +438,19 @@ describe('Idempotency-Key (API.md Conventions): a retried create returns the fir
         const units = await stack.get(`/v1/orgs/${org}/units?limit=200`, { token: admin.token });
         assert.equal(units.json.items.filter((u) => u.kind === 'department').length, 1, 'one department made');
     });
+
+    it('signing in ignores the key: a session token is never stored for a replay, each sign-in is its own session', async () => {
+        const u = await signUp(stack, { fullName: 'Повторно Входящий', password: 'correct-horse-1' });
+        const key = { 'Idempotency-Key': 'login-1' };
+        const body = { phone: u.phone, password: 'correct-horse-1' };
+        const first = await stack.post('/v1/auth/login', body, { headers: key });
+        const again = await stack.post('/v1/auth/login', body, { headers: key });
+        assert.equal(first.status, 200, first.text);
+        assert.equal(again.status, 200, again.text);
+        assert.notEqual(again.json.token, first.json.token, 'a new session, not the stored answer');
+        const sessions = await stack.get('/v1/me/sessions', { token: again.json.token });
+        assert.equal(sessions.json.items.length, 3, 'sign-up and two sign-ins');
+    });
 });
 
 describe('bad input never gets a 500', { timeout: 300000 }, () => {
