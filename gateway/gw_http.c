@@ -62,7 +62,7 @@ struct gw_req_t {
     char ip[64];
     char user_agent[256];
     char idem[129];
-    char accept[128];
+    char accept[512];           /* browsers send up to ~150 bytes; longer reads as none */
     char content_type[128];
     char *token;
     int64_t start_us;

@@ -94,8 +94,8 @@ s_send_page (gw_req_t *req, int status, page_t *p)
         gw_reply_error (req, 500, "internal", "the page could not be made", NULL);
         return;
     }
-    gw_req_set_header (req, "cache-control", "no-store");
-    gw_req_set_header (req, "referrer-policy", "no-referrer");
+    gw_req_set_header (req, "content-security-policy", "default-src 'none'");
+    gw_req_set_header (req, "x-content-type-options", "nosniff");
     gw_reply_text (req, status, "text/html; charset=utf-8", p->buf, p->len);
 }
 
@@ -138,6 +138,11 @@ s_preview_done (gw_req_t *req, const Bus__Reply *reply, void *arg)
 {
     (void) arg;
     int html = s_wants_html (req);
+    /*  The token is in the address: nothing keeps a copy or passes it on;
+        the answer depends on Accept. */
+    gw_req_set_header (req, "cache-control", "no-store");
+    gw_req_set_header (req, "referrer-policy", "no-referrer");
+    gw_req_set_header (req, "vary", "Accept");
     if (reply->status != ST_OK) {
         if (html)
             s_error_page (req, reply);

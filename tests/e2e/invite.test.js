@@ -530,10 +530,19 @@ describe('invitations and join requests', { timeout: 900000 }, () => {
         const inv = await invite(stack, w.a, w.t1, { role: 'student', unit_id: w.g1.id, max_uses: 30 });
         const url = new URL(inv.url);
         assert.equal(url.pathname, `/join/${inv.token}`);
-        const page = await stack.get(url.pathname, { headers: { Accept: 'text/html,application/xhtml+xml;q=0.9,*/*;q=0.8' } });
+        // What Chromium-based browsers send when a link is opened (135 bytes).
+        const chrome = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,'
+            + 'application/signed-exchange;v=b3;q=0.7';
+        const page = await stack.get(url.pathname, { headers: { Accept: chrome } });
         assert.equal(page.status, 200, page.text);
         assert.match(page.headers.get('content-type'), /^text\/html; charset=utf-8$/);
         assert.equal(page.headers.get('cache-control'), 'no-store');
+        assert.equal(page.headers.get('content-security-policy'), "default-src 'none'");
+        assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+        assert.equal(page.headers.get('vary'), 'Accept');
+        const firefox = await stack.get(url.pathname, {
+            headers: { Accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' } });
+        assert.match(firefox.headers.get('content-type'), /^text\/html/);
         assert.match(page.text, /^<!DOCTYPE html>/);
         for (const part of [w.a.name, 'обучающийся', 'ТП-21', 'действует'])
             assert.ok(page.text.includes(part), `the page names ${part}:\n${page.text}`);
@@ -541,6 +550,7 @@ describe('invitations and join requests', { timeout: 900000 }, () => {
             assert.ok(!page.text.includes(secret), `the page shows ${secret}`);
         const json = await stack.get(url.pathname);
         assert.equal(json.status, 200, json.text);
+        assert.equal(json.headers.get('cache-control'), 'no-store');
         assert.deepEqual(json.json, expectStatus(await preview(stack, inv.token), 200));
         const unknown = await stack.get(`/join/${unknownToken()}`, { headers: { Accept: 'text/html' } });
         assert.equal(unknown.status, 404);
