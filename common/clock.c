@@ -48,6 +48,12 @@ clock_mono_ms (void)
 void
 clock_format_rfc3339 (int64_t unix_ms, char *out, size_t len)
 {
+    /*  Years 0000..9999 only: what RFC 3339 can write (and no overflow
+        below for values that come from outside). */
+    if (unix_ms < CLOCK_RFC3339_MIN_MS)
+        unix_ms = CLOCK_RFC3339_MIN_MS;
+    if (unix_ms > CLOCK_RFC3339_MAX_MS)
+        unix_ms = CLOCK_RFC3339_MAX_MS;
     time_t secs = (time_t) (unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000);
     int ms = (int) (unix_ms - (int64_t) secs * 1000);
     struct tm tm;

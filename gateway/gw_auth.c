@@ -26,11 +26,22 @@ struct gw_auth_t {
     uint64_t identity_seq;
     char identity_epoch[64];
     /*  Missed ones, fetched again with sys.replay: [replay_next,
-        replay_to], one page in flight at a time (replay_call). */
+        replay_to], one page in flight at a time (replay_call, its context
+        replay_ctx). A reply from before the fetch was called off (the
+        epoch changed, events were lost) carries an older generation and
+        is dropped. */
     uint64_t replay_next, replay_to;
     uint64_t replay_call;
+    void *replay_ctx;
+    uint64_t replay_gen;
     int beacons_ahead;          /* sys.head beacons in a row ahead of identity_seq */
 };
+
+typedef struct {
+    gw_t *gw;
+    uint64_t generation;
+    uint64_t from;              /* the page's first seq */
+} replay_ctx_t;
 
 typedef struct {
     gw_t *gw;
@@ -70,6 +81,7 @@ gw_auth_destroy (gw_auth_t **self_p)
     if (!self_p || !*self_p)
         return;
     zhashx_destroy (&(*self_p)->cache);
+    free ((*self_p)->replay_ctx);   /* a fetch in flight: the bus client went first */
     free (*self_p);
     *self_p = NULL;
 }
@@ -220,18 +232,33 @@ s_apply (gw_t *gw, const Ev__Event *event)
     }
 }
 
+/*  Calls off a fetch in progress: its reply, if it comes, is dropped. */
+static void
+s_replay_stop (gw_t *gw)
+{
+    gw_auth_t *self = gw->auth;
+    if (self->replay_call) {
+        bus_client_cancel (gw->bus, self->replay_call);
+        free (self->replay_ctx);
+    }
+    self->replay_call = 0;
+    self->replay_ctx = NULL;
+    self->replay_gen++;
+    self->replay_next = self->replay_to = 0;
+}
+
 /*  Missed events that cannot be had again (pruned, identity's database is
     new, identity does not answer): nothing cached can be trusted, and
-    every socket's token is checked again now. */
+    every socket's token is checked again. */
 static void
 s_lost_events (gw_t *gw, const char *why)
 {
     gw_auth_t *self = gw->auth;
     log_warn (NULL, "identity events were lost (%s): dropping every cached caller and checking "
               "every WebSocket's token again", why);
+    s_replay_stop (gw);
     self->generation++;
     zhashx_purge (self->cache);
-    self->replay_next = self->replay_to = 0;
     gw_ws_recheck_all (gw);
 }
 
@@ -240,10 +267,15 @@ static void s_replay_page (gw_t *gw);
 static void
 s_replay_done (void *arg, const Bus__Reply *reply)
 {
-    gw_t *gw = arg;
+    replay_ctx_t ctx = *(replay_ctx_t *) arg;
+    free (arg);
+    gw_t *gw = ctx.gw;
     gw_auth_t *self = gw->auth;
-    self->replay_call = 0;
-    if (gw->stopping)
+    if (self->replay_ctx == arg) {
+        self->replay_call = 0;
+        self->replay_ctx = NULL;
+    }
+    if (gw->stopping || ctx.generation != self->replay_gen)
         return;
     Bus__ReplayReply *r = NULL;
     if (reply->status == ST_OK)
@@ -252,53 +284,79 @@ s_replay_done (void *arg, const Bus__Reply *reply)
         s_lost_events (gw, reply->status == ST_OK ? "an unreadable replay" : status_name (reply->status));
         return;
     }
+    const char *lost = NULL;
+    uint64_t next = ctx.from;
     if (strcmp (r->epoch ? r->epoch : "", self->identity_epoch) != 0)
-        s_lost_events (gw, "identity's outbox has a new epoch");
-    else if (r->oldest > self->replay_next)
-        s_lost_events (gw, "pruned before they could be fetched");
-    else {
-        uint64_t next = self->replay_next;
-        for (size_t i = 0; i < r->n_events; i++) {
-            Ev__Event *e = ev__event__unpack (NULL, r->events[i].len, r->events[i].data);
-            if (e && e->type && e->seq >= next && strncmp (e->type, "identity.", 9) == 0) {
+        lost = "identity's outbox has a new epoch";
+    else if (r->oldest > next)
+        lost = "pruned before they could be fetched";
+    /*  Events come in order from `from` on, without holes (the outbox's
+        sequence has none); anything else means some cannot be had. */
+    for (size_t i = 0; !lost && i < r->n_events; i++) {
+        Ev__Event *e = ev__event__unpack (NULL, r->events[i].len, r->events[i].data);
+        if (!e || !e->type)
+            lost = "an unreadable event in the replay";
+        else if (e->seq > next)
+            lost = "a hole in the replay";
+        else if (e->seq == next && next <= self->replay_to) {
+            if (strncmp (e->type, "identity.", 9) == 0) {
                 s_apply (gw, e);
                 gw_ws_on_event (gw, e);
-                next = e->seq + 1;
             }
-            if (e)
-                ev__event__free_unpacked (e, NULL);
+            next = e->seq + 1;
         }
-        if (r->n_events == 0 || next > r->head)
-            next = self->replay_to + 1;     /* nothing more there */
-        self->replay_next = next;
+        if (e)
+            ev__event__free_unpacked (e, NULL);
+    }
+    int empty = r->n_events == 0;
+    bus__replay_reply__free_unpacked (r, NULL);
+    if (lost) {
+        s_lost_events (gw, lost);
+        return;
+    }
+    self->replay_next = next;
+    if (next <= self->replay_to && !empty)
+        s_replay_page (gw);
+    else {
         if (next <= self->replay_to)
-            s_replay_page (gw);
-        else {
+            log_warn (NULL, "identity's outbox ends before seq=%llu (fetched up to %llu)",
+                      (unsigned long long) self->replay_to, (unsigned long long) next - 1);
+        else
             log_info (NULL, "identity events fetched again up to seq=%llu",
                       (unsigned long long) self->replay_to);
-            self->replay_next = self->replay_to = 0;
-        }
+        self->replay_next = self->replay_to = 0;
     }
-    bus__replay_reply__free_unpacked (r, NULL);
 }
 
 static void
 s_replay_page (gw_t *gw)
 {
     gw_auth_t *self = gw->auth;
+    replay_ctx_t *ctx = malloc (sizeof *ctx);
+    if (!ctx) {
+        s_lost_events (gw, "out of memory");
+        return;
+    }
+    *ctx = (replay_ctx_t) {gw, self->replay_gen, self->replay_next};
     Bus__ReplayRequest req = BUS__REPLAY_REQUEST__INIT;
     req.from_seq = self->replay_next;
-    req.limit = 500;
+    uint64_t want = self->replay_to - self->replay_next + 1;
+    req.limit = want < 500 ? (uint32_t) want : 500;
     bus_call_opts_t opts = {.timeout_ms = 5000, .flags = BUS_CALL_RETRY};
     self->replay_call = bus_client_send (gw->bus, "identity", "sys.replay", &req.base, &opts,
-                                         s_replay_done, gw);
-    if (!self->replay_call)
+                                         s_replay_done, ctx);
+    if (!self->replay_call) {
+        free (ctx);
         s_lost_events (gw, "sys.replay could not be sent");
-    else
-        gw_bus_kick (gw);
+        return;
+    }
+    self->replay_ctx = ctx;
+    gw_bus_kick (gw);
 }
 
-/*  Events from..to were missed: fetch them (again, if a fetch is on). */
+/*  Events from..to were missed: fetch them. Gaps are found above the last
+    seq seen, so a new one lies above any range being fetched: the range
+    grows, and the fetch in progress goes on to its end. */
 static void
 s_missed (gw_t *gw, uint64_t from, uint64_t to)
 {
@@ -309,8 +367,6 @@ s_missed (gw_t *gw, uint64_t from, uint64_t to)
     self->generation++;
     zhashx_purge (self->cache);
     if (self->replay_to && self->replay_next <= self->replay_to) {
-        if (from < self->replay_next)
-            self->replay_next = from;
         if (to > self->replay_to)
             self->replay_to = to;
         if (self->replay_call)

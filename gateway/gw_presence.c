@@ -21,13 +21,17 @@
 /*  Several gateways may hold sockets of one user. presence:at:{user} is a
     sorted set of the gateways (by instance id) holding the user, each
     scored with the expiry it vouches for; the user's score in the online
-    set is the latest of them. The key names are made in the scripts (one
-    Redis, not a cluster). */
+    set is the latest of them. presence:gw:{instance} says a gateway is
+    alive: set with a short lifetime on every tick and every hold, deleted
+    when it stops, so that a gateway that stopped or died no longer keeps
+    its users online once their sockets elsewhere close. The key names are
+    made in the scripts (one Redis, not a cluster). */
 
-/*  ARGV: instance, expiry (unix ms), ttl (ms), then users: each is held by
-    this gateway until the expiry. */
+/*  ARGV: instance, expiry (unix ms), ttl (ms), alive ttl (ms), then users:
+    each is held by this gateway until the expiry. */
 static const char *s_hold_script
-    = "for i = 4, #ARGV do\n"
+    = "redis.call('SET', 'presence:gw:' .. ARGV[1], '1', 'PX', ARGV[4])\n"
+      "for i = 5, #ARGV do\n"
       "  local user = ARGV[i]\n"
       "  local held = 'presence:at:' .. user\n"
       "  redis.call('ZADD', held, ARGV[2], ARGV[1])\n"
@@ -37,25 +41,46 @@ static const char *s_hold_script
       "    redis.call('ZADD', KEYS[1], ARGV[2], user)\n"
       "  end\n"
       "end\n"
-      "return #ARGV - 3\n";
+      "return #ARGV - 4\n";
 
-/*  ARGV: instance, now (unix ms), user: this gateway no longer holds the
-    user. Returns 1 when no gateway does any more (the user went offline,
-    last seen now), 0 when another one still vouches for them (the online
-    score becomes the latest of theirs). */
-static const char *s_release_script
-    = "local held = 'presence:at:' .. ARGV[3]\n"
-      "redis.call('ZREM', held, ARGV[1])\n"
-      "redis.call('ZREMRANGEBYSCORE', held, '-inf', '(' .. ARGV[2])\n"
-      "local top = redis.call('ZRANGE', held, -1, -1, 'WITHSCORES')\n"
-      "if top[2] then\n"
-      "  redis.call('ZADD', KEYS[1], top[2], ARGV[3])\n"
-      "  return 0\n"
-      "end\n"
-      "redis.call('DEL', held)\n"
-      "redis.call('ZREM', KEYS[1], ARGV[3])\n"
-      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])\n"
-      "return 1\n";
+/*  Gateway `inst` no longer holds `user` (at `now`): 1 when no live
+    gateway does any more (the user went offline, last seen now), 0 when
+    another still vouches for them (the online score becomes the latest of
+    theirs). Entries that expired, or of gateways no longer alive, go. */
+#define RELEASE_FUNCTION                                                                    \
+    "local function release(inst, now, user)\n"                                             \
+    "  local held = 'presence:at:' .. user\n"                                               \
+    "  redis.call('ZREM', held, inst)\n"                                                    \
+    "  redis.call('ZREMRANGEBYSCORE', held, '-inf', '(' .. now)\n"                          \
+    "  local top = nil\n"                                                                   \
+    "  for _, other in ipairs(redis.call('ZRANGE', held, 0, -1)) do\n"                      \
+    "    if redis.call('EXISTS', 'presence:gw:' .. other) == 1 then\n"                      \
+    "      local score = tonumber(redis.call('ZSCORE', held, other))\n"                     \
+    "      if not top or score > top then top = score end\n"                                \
+    "    else\n"                                                                            \
+    "      redis.call('ZREM', held, other)\n"                                               \
+    "    end\n"                                                                             \
+    "  end\n"                                                                               \
+    "  if top then\n"                                                                       \
+    "    redis.call('ZADD', KEYS[1], top, user)\n"                                          \
+    "    return 0\n"                                                                        \
+    "  end\n"                                                                               \
+    "  redis.call('DEL', held)\n"                                                           \
+    "  redis.call('ZREM', KEYS[1], user)\n"                                                 \
+    "  redis.call('HSET', KEYS[2], user, now)\n"                                            \
+    "  return 1\n"                                                                          \
+    "end\n"
+
+/*  ARGV: instance, now (unix ms), user. */
+static const char *s_release_script = RELEASE_FUNCTION "return release(ARGV[1], ARGV[2], ARGV[3])\n";
+
+/*  A gateway stopping: no longer alive, and none of its users (ARGV from
+    3 on) held by it. */
+static const char *s_leave_script
+    = RELEASE_FUNCTION
+      "redis.call('DEL', 'presence:gw:' .. ARGV[1])\n"
+      "for i = 3, #ARGV do release(ARGV[1], ARGV[2], ARGV[i]) end\n"
+      "return #ARGV - 2\n";
 
 /*  Moves members whose expiry has passed from the online set to the
     last-seen hash, as one step so that a refresh cannot interleave. Their
@@ -110,11 +135,13 @@ s_ignore (gw_t *gw, redisReply *reply, void *arg)
 void
 gw_presence_online (gw_t *gw, const char *user_id)
 {
-    char expiry[32], ttl[32];
+    char expiry[32], ttl[32], alive[32];
     snprintf (expiry, sizeof expiry, "%lld", (long long) (clock_now_ms () + GW_PRESENCE_TTL_MS));
     snprintf (ttl, sizeof ttl, "%d", GW_PRESENCE_TTL_MS);
-    const char *argv[] = {"EVAL", s_hold_script, "1", KEY_ONLINE, gw->instance, expiry, ttl, user_id};
-    gw_redis_command (gw->redis, s_ignore, NULL, 8, argv, NULL);
+    snprintf (alive, sizeof alive, "%d", GW_PRESENCE_ALIVE_MS);
+    const char *argv[] = {"EVAL", s_hold_script, "1", KEY_ONLINE, gw->instance, expiry, ttl,
+                          alive, user_id};
+    gw_redis_command (gw->redis, s_ignore, NULL, 9, argv, NULL);
 }
 
 typedef struct {
@@ -126,9 +153,9 @@ static void
 s_released (gw_t *gw, redisReply *reply, void *arg)
 {
     release_t *r = arg;
-    /*  No answer (Redis went away meanwhile): nobody can say otherwise,
-        so the user is taken as gone. */
-    int gone = 1;
+    /*  No answer (Redis went away meanwhile): nobody can say whether
+        another gateway holds the user, so nothing is said (-1). */
+    int gone = -1;
     if (reply && reply->type == REDIS_REPLY_INTEGER)
         gone = reply->integer != 0;
     else
@@ -159,11 +186,11 @@ gw_presence_offline (gw_t *gw, const char *user_id, int64_t now_ms, gw_presence_
 
 /* --- the periodic refresh and sweep --- */
 
-#define BATCH_HEAD 7                    /* EVAL script 1 key instance expiry ttl */
+#define BATCH_HEAD 8                    /* EVAL script 1 key instance expiry ttl alive */
 
 typedef struct {
     gw_t *gw;
-    char expiry[32], ttl[32];
+    char expiry[32], ttl[32], alive[32];
     const char *argv[BATCH_HEAD + REFRESH_BATCH];
     int argc;
 } batch_t;
@@ -199,8 +226,9 @@ s_refresh (gw_t *gw)
     snprintf (b->expiry, sizeof b->expiry, "%lld",
               (long long) (clock_now_ms () + GW_PRESENCE_TTL_MS));
     snprintf (b->ttl, sizeof b->ttl, "%d", GW_PRESENCE_TTL_MS);
+    snprintf (b->alive, sizeof b->alive, "%d", GW_PRESENCE_ALIVE_MS);
     const char *head[BATCH_HEAD] = {"EVAL", s_hold_script, "1", KEY_ONLINE, gw->instance,
-                                    b->expiry, b->ttl};
+                                    b->expiry, b->ttl, b->alive};
     memcpy (b->argv, head, sizeof head);
     b->argc = BATCH_HEAD;
     gw_ws_each_user (s_batch_add, b);
@@ -234,8 +262,15 @@ s_tick (lws_sorted_usec_list_t *sul)
         s_refresh (gw);
         s_presence.last_refresh_ms = now;
     }
-    if (up)
+    if (up) {
+        char alive[32];
+        snprintf (alive, sizeof alive, "%d", GW_PRESENCE_ALIVE_MS);
+        char key[64];
+        snprintf (key, sizeof key, "presence:gw:%s", gw->instance);
+        const char *argv[] = {"SET", key, "1", "PX", alive};
+        gw_redis_command (gw->redis, s_ignore, NULL, 5, argv, NULL);
         s_sweep (gw);
+    }
     s_presence.redis_was_up = up;
     lws_sul_schedule (gw->lws, 0, &s_presence.timer, s_tick, GW_PRESENCE_SWEEP_MS * LWS_US_PER_MS);
 }
@@ -249,12 +284,58 @@ gw_presence_start (gw_t *gw)
     lws_sul_schedule (gw->lws, 0, &s_presence.timer, s_tick, GW_PRESENCE_SWEEP_MS * LWS_US_PER_MS);
 }
 
+typedef struct {
+    const char **argv;
+    size_t argc, cap;
+} leave_t;
+
+static void
+s_leave_add (const char *user_id, void *arg)
+{
+    leave_t *l = arg;
+    if (l->argc < l->cap)
+        l->argv[l->argc++] = user_id;
+}
+
+/*  The gateway stops (the loop no longer runs): its users are released at
+    once, on a short-lived blocking connection, rather than kept online by
+    its entries until they expire; users with sockets on another gateway
+    stay online. Best effort: without Redis the entries expire. */
+static void
+s_leave (gw_t *gw)
+{
+    redisContext *c = gw_redis_connect_blocking (config_str (gw->cfg, "redis"), 500);
+    if (!c)
+        return;
+    size_t cap = 6 + GW_PRESENCE_LEAVE_MAX;
+    leave_t l = {calloc (cap, sizeof (char *)), 0, cap};
+    char now[32];
+    snprintf (now, sizeof now, "%lld", (long long) clock_now_ms ());
+    if (l.argv) {
+        const char *head[] = {"EVAL", s_leave_script, "2", KEY_ONLINE, KEY_LAST_SEEN, gw->instance, now};
+        for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+            l.argv[l.argc++] = head[i];
+        gw_ws_each_user (s_leave_add, &l);
+        redisReply *reply = redisCommandArgv (c, (int) l.argc, l.argv, NULL);
+        if (!reply || reply->type == REDIS_REPLY_ERROR)
+            log_warn (NULL, "could not release this gateway's users from presence error=\"%s\"",
+                      reply ? reply->str : c->errstr);
+        else
+            log_info (NULL, "released this gateway's users from presence users=%zu", l.argc - 7);
+        if (reply)
+            freeReplyObject (reply);
+        free (l.argv);
+    }
+    redisFree (c);
+}
+
 void
 gw_presence_stop (gw_t *gw)
 {
-    (void) gw;
-    if (s_presence.gw)
+    if (s_presence.gw) {
         lws_sul_cancel (&s_presence.timer);
+        s_leave (gw);
+    }
     s_presence.gw = NULL;
 }
 

@@ -18,17 +18,21 @@
 #define GW_PRESENCE_REFRESH_MS 20000
 #define GW_PRESENCE_SWEEP_MS 10000
 #define GW_PRESENCE_MAX_ITEMS 5000      /* members one presence request reports */
+#define GW_PRESENCE_ALIVE_MS 30000      /* a gateway counts as alive this long unrefreshed */
+#define GW_PRESENCE_LEAVE_MAX 100000    /* users released at once when a gateway stops */
 
-/*  Starts the refresh and sweep timers; stop cancels them. */
+/*  Starts the refresh and sweep timers; stop cancels them and releases
+    this gateway's users (a blocking call: the loop has stopped). */
 void gw_presence_start (gw_t *gw);
 void gw_presence_stop (gw_t *gw);
 
 /*  A user's first socket here opened: this gateway holds them. */
 void gw_presence_online (gw_t *gw, const char *user_id);
 /*  A user's last socket here closed: this gateway holds them no more.
-    `fn` later says whether the user went offline (no other gateway holds
-    them; their last_seen_at is now_ms) or is still online elsewhere.
-    Returns -1, and does not call `fn`, when Redis is down. */
+    `fn` later says whether the user went offline (gone 1: no other live
+    gateway holds them; their last_seen_at is now_ms), is still online
+    elsewhere (0), or Redis could not tell (-1). Returns -1, and does not
+    call `fn`, when Redis is down. */
 typedef void (gw_presence_gone_fn) (gw_t *gw, int gone, void *arg);
 int gw_presence_offline (gw_t *gw, const char *user_id, int64_t now_ms, gw_presence_gone_fn *fn,
                          void *arg);

@@ -150,30 +150,54 @@ s_on_disconnect (const redisAsyncContext *ac, int status)
         s_lost (self);
 }
 
+/*  1 with host and port when `where` names a TCP address (redis://host:port
+    or host:port), 0 for a unix socket path. */
+static int
+s_where_tcp (const char *w, char *host, size_t size, int *port)
+{
+    if (!(strncmp (w, "redis://", 8) == 0 || (w[0] != '/' && strchr (w, ':') && !strchr (w, '/'))))
+        return 0;
+    snprintf (host, size, "%s", strncmp (w, "redis://", 8) == 0 ? w + 8 : w);
+    char *colon = strrchr (host, ':');
+    *port = 6379;
+    if (colon) {
+        *colon = 0;
+        *port = atoi (colon + 1);
+    }
+    char *slash = strchr (host, '/');
+    if (slash)
+        *slash = 0;
+    return 1;
+}
+
+redisContext *
+gw_redis_connect_blocking (const char *where, int timeout_ms)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    char host[256];
+    int port;
+    redisContext *c = s_where_tcp (where, host, sizeof host, &port)
+                          ? redisConnectWithTimeout (host, port, tv)
+                          : redisConnectUnixWithTimeout (where, tv);
+    if (c && (c->err || redisSetTimeout (c, tv) != REDIS_OK)) {
+        redisFree (c);
+        c = NULL;
+    }
+    return c;
+}
+
 static void
 s_connect (gw_redis_t *self)
 {
     if (self->ac || self->gw->stopping)
         return;
     redisAsyncContext *ac;
-    const char *w = self->where;
-    if (strncmp (w, "redis://", 8) == 0 || (w[0] != '/' && strchr (w, ':') && !strchr (w, '/'))) {
-        const char *hp = strncmp (w, "redis://", 8) == 0 ? w + 8 : w;
-        char host[256];
-        snprintf (host, sizeof host, "%s", hp);
-        char *colon = strrchr (host, ':');
-        int port = 6379;
-        if (colon) {
-            *colon = 0;
-            port = atoi (colon + 1);
-        }
-        char *slash = strchr (host, '/');
-        if (slash)
-            *slash = 0;
+    char host[256];
+    int port;
+    if (s_where_tcp (self->where, host, sizeof host, &port))
         ac = redisAsyncConnect (host, port);
-    }
     else
-        ac = redisAsyncConnectUnix (w);
+        ac = redisAsyncConnectUnix (self->where);
     if (!ac || ac->err || redisLibevAttach (self->gw->loop, ac) != REDIS_OK) {
         if (ac)
             redisAsyncFree (ac);

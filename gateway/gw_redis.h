@@ -28,6 +28,11 @@ typedef void (gw_redis_message_fn) (gw_t *gw, const char *payload, size_t len, v
 gw_redis_t *gw_redis_subscriber (gw_t *gw, const char *where, const char *channel,
                                  gw_redis_message_fn *on_message, void *arg);
 
+/*  A blocking connection, for the moment the loop no longer runs (a
+    gateway stopping); NULL when Redis cannot be reached within
+    timeout_ms. Commands on it wait at most as long. */
+redisContext *gw_redis_connect_blocking (const char *where, int timeout_ms);
+
 /*  1 when connected (and the script loaded, or the channel subscribed). */
 int gw_redis_up (gw_redis_t *self);
 /*  The loaded script's SHA1 ("" when none). */

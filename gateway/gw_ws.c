@@ -68,6 +68,7 @@
 #define MY_CHATS_PAGE 200
 #define MY_CHATS_PAGES 5
 #define REVOKED_KEEP 256                /* recently revoked sessions remembered */
+#define TOLD_KEEP 64                    /* security reports remembered as told */
 #define REVOKED_KEEP_MS 60000
 #define WRITES_PER_CALLBACK 32          /* frames written per writable callback at most */
 
@@ -202,6 +203,10 @@ static struct {
         int64_t at;
     } revoked[REVOKED_KEEP];
     size_t revoked_next;
+    /*  The last security reports told (event ids): an event fetched again
+        after it came late is not told twice. */
+    char told[TOLD_KEEP][MAX_ID + 1];
+    size_t told_next;
     deadlines_t auth, check, ping;
     log_limit_t log;
 } s_ws;
@@ -546,8 +551,9 @@ s_offline_done (gw_t *gw, int gone, void *arg)
 {
     offline_note_t *note = arg;
     ws_user_t *user = s_user (note->user_id);
-    /*  Not when they are back here meanwhile, nor elsewhere. */
-    if (gone && !gw->stopping && (!user || user->n_conns == 0))
+    /*  Not when they are back here meanwhile, nor elsewhere, nor when
+        Redis could not say (gone -1). */
+    if (gone == 1 && !gw->stopping && (!user || user->n_conns == 0))
         s_presence_tell (note->user_id, 0, note->seen_ms, note->chats);
     else
         json_decref (note->chats);
@@ -678,9 +684,10 @@ s_user_detach (ws_conn_t *c)
             snprintf (note->user_id, sizeof note->user_id, "%s", user->id);
             note->seen_ms = clock_now_ms ();
             note->chats = s_member_chats (user);
-            /*  Without Redis no other gateway can be asked (nor told). */
+            /*  Without Redis nobody can say whether another gateway holds
+                the user: presence is unknown, and nothing is said. */
             if (gw_presence_offline (s_ws.gw, user->id, note->seen_ms, s_offline_done, note))
-                s_offline_done (s_ws.gw, 1, note);
+                s_offline_done (s_ws.gw, -1, note);
         }
     }
     s_user_free (user);
@@ -1400,8 +1407,10 @@ gw_ws_on_peer (gw_t *gw, const json_t *msg)
     else if (strcmp (type, "presence") == 0) {
         const json_t *online = json_object_get (msg, "online");
         const json_t *chats = json_object_get (msg, "chats");
-        json_int_t seen = json_integer_value (json_object_get (msg, "last_seen_at"));
-        if (!json_is_boolean (online) || !json_is_array (chats))
+        const json_t *seen_json = json_object_get (msg, "last_seen_at");
+        json_int_t seen = json_integer_value (seen_json);
+        if (!json_is_boolean (online) || !json_is_array (chats) || !json_is_integer (seen_json)
+            || seen < 0 || seen > CLOCK_RFC3339_MAX_MS)
             return;
         ws_user_t *user = s_user (user_id);
         /*  Offline there, but with sockets here: not offline. */
@@ -1900,6 +1909,12 @@ s_on_session_revoked (const Ev__Event *event, const char *push_type)
 static void
 s_on_security_reported (const Ev__Event *event, const char *push_type)
 {
+    const char *id = event->id ? event->id : "";
+    for (size_t i = 0; *id && i < TOLD_KEEP; i++)
+        if (strcmp (s_ws.told[i], id) == 0)
+            return;
+    snprintf (s_ws.told[s_ws.told_next], sizeof s_ws.told[0], "%s", id);
+    s_ws.told_next = (s_ws.told_next + 1) % TOLD_KEEP;
     Identity__SecurityReported *e
         = identity__security_reported__unpack (NULL, event->payload.len, event->payload.data);
     if (!e)

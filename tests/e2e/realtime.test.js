@@ -890,6 +890,9 @@ describe('WebSocket: two gateways on one platform (behind a load balancer)', { t
             JSON.stringify({ from: 'x', type: 'typing', chat_id: '../../etc', user_id: w.c.user.id }),
             JSON.stringify({ from: 'x', type: 'presence', user_id: w.c.user.id, online: 'yes', chats: w.chat.id }),
             JSON.stringify({ from: 'x', type: 'presence', user_id: w.c.user.id, online: true, chats: [1, null, {}] }),
+            JSON.stringify({ from: 'x', type: 'presence', user_id: w.c.user.id, online: false, last_seen_at: -1e18, chats: [w.chat.id] }),
+            JSON.stringify({ from: 'x', type: 'presence', user_id: w.c.user.id, online: false, last_seen_at: 1e17, chats: [w.chat.id] }),
+            JSON.stringify({ from: 'x', type: 'presence', user_id: w.c.user.id, online: false, chats: [w.chat.id] }),
             JSON.stringify({ from: 'x', type: 'nonsense', user_id: w.c.user.id }), 'x'.repeat(2 * 1024 * 1024)];
         assert.equal(await redisPublish(stack, 'parta:gateways', junk), junk.length);
         await a.roundTrip('the first gateway after the junk');
@@ -900,6 +903,34 @@ describe('WebSocket: two gateways on one platform (behind a load balancer)', { t
         await b.next((x) => x.type === 'typing' && x.user_id === w.a.user.id, 'typing still crosses');
         a.close();
         b.close();
+    });
+
+    it('a gateway that stops releases its users: one with no other socket is offline at once, one with a socket elsewhere stays online', async () => {
+        // Last in this suite: the second gateway does not come back.
+        const b = await signedIn(g2, w.b);
+        const c2 = await signedIn(g2, w.c);
+        const c1 = await signedIn(stack, w.c);
+        // The staff channel has a, b and c.
+        const staff = ok(await stack.get('/v1/chats', { token: w.a.token }), 200, 'chats').items.find((x) => x.audience === 'staff');
+        assert.ok(staff, 'the staff channel');
+        const presence = async () => Object.fromEntries(ok(await stack.get(`/v1/chats/${staff.id}/presence`,
+            { token: w.a.token }), 200, 'presence').items.map((i) => [i.user_id, i]));
+        assert.equal((await presence())[w.c.user.id].online, true, 'c is online');
+        assert.equal((await presence())[w.b.user.id].online, true, 'b is online');
+        const stopped = Date.now();
+        process.kill(g2.pid, 'SIGTERM');
+        assert.ok(await waitFor(() => !alive(g2.pid), { timeoutMs: 15000 }), 'the second gateway stopped');
+        await b.closed;
+        const after = await presence();
+        assert.equal(after[w.b.user.id].online, false, 'b, whose only socket was there, is offline');
+        assert.ok(Math.abs(Date.parse(after[w.b.user.id].last_seen_at) - stopped) < 10000, after[w.b.user.id].last_seen_at);
+        assert.match(g2.log('gateway-2'), /released this gateway's users from presence users=2/);
+        // c has a socket here too: still online, and stays so when the
+        // stopped gateway's socket is gone.
+        assert.equal(after[w.c.user.id].online, true, 'c is still online');
+        await c2.closed;
+        await c1.roundTrip('c\'s socket here is untouched');
+        c1.close();
     });
 });
 

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,11 @@ test_format (void **state)
     /*  leap day */
     clock_format_rfc3339 (1709164800000LL, out, sizeof out);
     assert_string_equal (out, "2024-02-29T00:00:00Z");
+    /*  values from outside (a peer's) cannot overflow: the range's ends */
+    clock_format_rfc3339 (INT64_MIN, out, sizeof out);
+    assert_string_equal (out, "0000-01-01T00:00:00Z");
+    clock_format_rfc3339 (INT64_MAX, out, sizeof out);
+    assert_string_equal (out, "9999-12-31T23:59:59.999Z");
     /*  a short buffer is cut, not overrun */
     char small[11];
     memset (small, 'x', sizeof small);
