@@ -4,6 +4,7 @@
      "last_seen_at" (unix ms, 0 when online), "chats": [chat ids]}, as
     the README's "Running it elsewhere" says. */
 #include "gw_peers.h"
+#include "clock.h"
 #include "gw_redis.h"
 #include "gw_ws.h"
 #include "log.h"
@@ -11,11 +12,38 @@
 #include <string.h>
 
 #define MAX_MESSAGE (1024 * 1024)       /* a peer's message above this is dropped */
+#define ECHO_EVERY_MS 10000             /* this gateway hears itself this often... */
+#define ECHO_WITHIN_MS 35000            /* ...or its subscription is made again */
 
 static struct {
     gw_redis_t *sub;
     log_limit_t log;
+    /*  A subscription can go deaf without its connection failing (a
+        half-open TCP connection): every gateway publishes a ping and
+        expects to hear its own. */
+    ev_timer echo_timer;
+    int64_t heard_ms;           /* monotonic: its own ping last heard, or the start */
 } s_peers;
+
+static void
+s_echo_timer (struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    (void) loop;
+    (void) revents;
+    gw_t *gw = timer->data;
+    if (gw->stopping)
+        return;
+    int64_t now = clock_mono_ms ();
+    if (!gw_redis_up (gw->redis) || !gw_redis_up (s_peers.sub))
+        s_peers.heard_ms = now;     /* nothing to hear over: the reconnection is on */
+    else if (now - s_peers.heard_ms > ECHO_WITHIN_MS) {
+        log_warn (NULL, "this gateway no longer hears itself on %s: subscribing again",
+                  GW_PEERS_CHANNEL);
+        gw_redis_drop (s_peers.sub);
+        s_peers.heard_ms = now;
+    }
+    gw_peers_publish (gw, json_pack ("{s:s}", "type", "ping"));
+}
 
 static void
 s_ignore (gw_t *gw, redisReply *reply, void *arg)
@@ -43,6 +71,8 @@ s_on_message (gw_t *gw, const char *payload, size_t len, void *arg)
     }
     if (strcmp (from, gw->instance) != 0)
         gw_ws_on_peer (gw, msg);
+    else
+        s_peers.heard_ms = clock_mono_ms ();
     json_decref (msg);
 }
 
@@ -52,13 +82,20 @@ gw_peers_start (gw_t *gw)
     s_peers.log.burst = 2;
     s_peers.sub = gw_redis_subscriber (gw, config_str (gw->cfg, "redis"), GW_PEERS_CHANNEL,
                                        s_on_message, NULL);
-    return s_peers.sub ? 0 : -1;
+    if (!s_peers.sub)
+        return -1;
+    s_peers.heard_ms = clock_mono_ms ();
+    ev_timer_init (&s_peers.echo_timer, s_echo_timer, ECHO_EVERY_MS / 1000.0, ECHO_EVERY_MS / 1000.0);
+    s_peers.echo_timer.data = gw;
+    ev_timer_start (gw->loop, &s_peers.echo_timer);
+    return 0;
 }
 
 void
 gw_peers_stop (gw_t *gw)
 {
-    (void) gw;
+    if (s_peers.sub)
+        ev_timer_stop (gw->loop, &s_peers.echo_timer);
     gw_redis_destroy (&s_peers.sub);
 }
 

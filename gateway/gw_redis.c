@@ -13,6 +13,7 @@
 #define CHECK_MS 100
 #define ANSWER_WITHIN_MS 250
 #define MAX_PENDING 4096
+#define SUBSCRIBE_WITHIN_MS 2000
 
 struct gw_redis_t {
     gw_t *gw;
@@ -20,6 +21,7 @@ struct gw_redis_t {
     char *script;
     redisAsyncContext *ac;
     int connected;
+    int64_t connected_at;       /* monotonic ms */
     int up;
     char sha[48];
     ev_timer reconnect_timer;
@@ -43,6 +45,7 @@ typedef struct {
 } pending_t;
 
 static void s_connect (gw_redis_t *self);
+void gw_redis_drop (gw_redis_t *self);
 
 static void
 s_reconnect_timer (struct ev_loop *loop, ev_timer *timer, int revents)
@@ -126,9 +129,16 @@ s_on_connect (const redisAsyncContext *ac, int status)
         return;
     }
     self->connected = 1;
+    self->connected_at = clock_mono_ms ();
+    /*  A peer that vanished (host down, network cut) is noticed by the
+        kernel's keepalive on TCP; on a unix socket this does nothing. */
+    if (ac->c.connection_type == REDIS_CONN_TCP)
+        redisEnableKeepAlive ((redisContext *) &ac->c);
     if (self->channel) {
         /*  Not counted among the commands awaiting answers: the
-            subscription answers for as long as it lasts. */
+            subscription answers for as long as it lasts. Not confirmed
+            within SUBSCRIBE_WITHIN_MS, the connection is dropped (the
+            check timer) and made again. */
         const char *argv[] = {"SUBSCRIBE", self->channel};
         redisAsyncCommandArgv ((redisAsyncContext *) ac, s_on_subscribed, self, 2, argv, NULL);
     }
@@ -229,10 +239,13 @@ s_check_timer (struct ev_loop *loop, ev_timer *timer, int revents)
         && clock_mono_ms () - self->sent[self->head] > ANSWER_WITHIN_MS) {
         log_warn (NULL, "redis is not answering, dropping the connection pending=%zu",
                   self->count);
-        redisAsyncContext *ac = self->ac;
-        self->ac = NULL;
-        redisAsyncFree (ac);
-        s_lost (self);
+        gw_redis_drop (self);
+    }
+    else if (self->ac && self->channel && self->connected && !self->up
+             && clock_mono_ms () - self->connected_at > SUBSCRIBE_WITHIN_MS) {
+        log_warn (NULL, "redis did not confirm the subscription, connecting again channel=%s",
+                  self->channel);
+        gw_redis_drop (self);
     }
     if (self->gw->stopping)
         ev_timer_stop (loop, timer);
@@ -301,6 +314,18 @@ gw_redis_destroy (gw_redis_t **self_p)
     free (self->channel);
     free (self);
     *self_p = NULL;
+}
+
+void
+gw_redis_drop (gw_redis_t *self)
+{
+    if (!self || !self->ac)
+        return;
+    /*  hiredis answers every pending command with NULL; callers fall back. */
+    redisAsyncContext *ac = self->ac;
+    self->ac = NULL;
+    redisAsyncFree (ac);
+    s_lost (self);
 }
 
 int

@@ -38,6 +38,10 @@ int gw_redis_up (gw_redis_t *self);
 /*  The loaded script's SHA1 ("" when none). */
 const char *gw_redis_script_sha (gw_redis_t *self);
 
+/*  Drops the connection and makes it again (pending commands are answered
+    NULL): for a subscriber that no longer hears anything. */
+void gw_redis_drop (gw_redis_t *self);
+
 /*  Loads the script again (Redis lost it: SCRIPT FLUSH, a failover). */
 void gw_redis_reload_script (gw_redis_t *self);
 

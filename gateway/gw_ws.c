@@ -69,6 +69,8 @@
 #define MY_CHATS_PAGES 5
 #define REVOKED_KEEP 256                /* recently revoked sessions remembered */
 #define TOLD_KEEP 64                    /* security reports remembered as told */
+#define RECHECK_BATCH 200               /* tokens checked again per RECHECK_EVERY_MS */
+#define RECHECK_EVERY_MS 100
 #define REVOKED_KEEP_MS 60000
 #define WRITES_PER_CALLBACK 32          /* frames written per writable callback at most */
 
@@ -207,6 +209,12 @@ static struct {
         after it came late is not told twice. */
     char told[TOLD_KEEP][MAX_ID + 1];
     size_t told_next;
+    /*  Sockets whose token is to be checked again soon (gw_ws_recheck_all),
+        RECHECK_BATCH at a time so that identity is not asked for every
+        socket in the same moment. */
+    uint64_t *recheck;
+    size_t recheck_n, recheck_at;
+    ev_timer recheck_timer;
     deadlines_t auth, check, ping;
     log_limit_t log;
 } s_ws;
@@ -1089,25 +1097,47 @@ s_check_due (ws_conn_t *c)
     gw_auth_resolve (s_ws.gw, c->token, c->ip, c->user_agent, c->trace, c->id, s_auth_done);
 }
 
-void
-gw_ws_recheck_all (gw_t *gw)
+static void
+s_recheck_timer (struct ev_loop *loop, ev_timer *timer, int revents)
 {
-    (void) gw;
-    if (!s_ws.started || !s_ws.conns)
-        return;
-    /*  Ids first: a check may close a socket while the map is walked. */
-    size_t n = u64map_size (s_ws.conns), got = 0, cursor = 0;
-    uint64_t *ids = malloc ((n ? n : 1) * sizeof *ids);
-    uint64_t id;
-    void *value;
-    while (ids && got < n && u64map_next (s_ws.conns, &cursor, &id, &value))
-        ids[got++] = id;
-    for (size_t i = 0; i < got; i++) {
-        ws_conn_t *c = u64map_get (s_ws.conns, ids[i]);
+    (void) loop;
+    (void) timer;
+    (void) revents;
+    size_t end = s_ws.recheck_at + RECHECK_BATCH;
+    for (; s_ws.recheck_at < s_ws.recheck_n && s_ws.recheck_at < end; s_ws.recheck_at++) {
+        ws_conn_t *c = u64map_get (s_ws.conns, s_ws.recheck[s_ws.recheck_at]);
         if (c)
             s_check_due (c);
     }
-    free (ids);
+    if (s_ws.recheck_at < s_ws.recheck_n && !s_ws.gw->stopping)
+        gw_timer_after (s_ws.gw, &s_ws.recheck_timer, RECHECK_EVERY_MS);
+    else {
+        free (s_ws.recheck);
+        s_ws.recheck = NULL;
+        s_ws.recheck_n = s_ws.recheck_at = 0;
+    }
+}
+
+void
+gw_ws_recheck_all (gw_t *gw)
+{
+    if (!s_ws.started || !s_ws.conns || gw->stopping)
+        return;
+    /*  The sockets open now (ids: a check may close one meanwhile), from
+        the start again if a round was under way. */
+    size_t n = u64map_size (s_ws.conns), got = 0, cursor = 0;
+    uint64_t *ids = malloc ((n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return;
+    uint64_t id;
+    void *value;
+    while (got < n && u64map_next (s_ws.conns, &cursor, &id, &value))
+        ids[got++] = id;
+    free (s_ws.recheck);
+    s_ws.recheck = ids;
+    s_ws.recheck_n = got;
+    s_ws.recheck_at = 0;
+    gw_timer_after (gw, &s_ws.recheck_timer, 0);
 }
 
 /* --- keep-alive --- */
@@ -1989,6 +2019,7 @@ gw_ws_start (gw_t *gw, const gw_ws_opts_t *opts)
         s_ws.opts.queue_bytes = 1024 * 1024;
     if (s_ws.opts.ping_s <= 0)
         s_ws.opts.ping_s = 30;
+    ev_timer_init (&s_ws.recheck_timer, s_recheck_timer, 0., 0.);
     s_deadlines_init (&s_ws.auth, AUTH_TIMEOUT_MS, offsetof (ws_conn_t, auth_due), s_auth_timeout);
     s_deadlines_init (&s_ws.check, (int64_t) s_ws.opts.revalidate_s * 1000,
                       offsetof (ws_conn_t, check_due), s_check_due);
@@ -2016,6 +2047,10 @@ gw_ws_stop (gw_t *gw)
     if (!s_ws.started)
         return;
     gw_presence_stop (gw);
+    ev_timer_stop (gw->loop, &s_ws.recheck_timer);
+    free (s_ws.recheck);
+    s_ws.recheck = NULL;
+    s_ws.recheck_n = s_ws.recheck_at = 0;
     ev_timer_stop (gw->loop, &s_ws.auth.timer);
     ev_timer_stop (gw->loop, &s_ws.check.timer);
     ev_timer_stop (gw->loop, &s_ws.ping.timer);

@@ -901,6 +901,14 @@ describe('WebSocket: two gateways on one platform (behind a load balancer)', { t
         assert.match(stack.log('gateway'), /dropped a message on parta:gateways that is not a gateway's/);
         a.send({ type: 'typing', chat_id: w.chat.id });
         await b.next((x) => x.type === 'typing' && x.user_id === w.a.user.id, 'typing still crosses');
+        // Redis drops the gateways' subscriptions: they subscribe again.
+        assert.ok(await redisCommand(stack, ['CLIENT', 'KILL', 'TYPE', 'pubsub']) >= 2, 'both subscriptions dropped');
+        const crossed = await waitFor(async () => {
+            a.send({ type: 'typing', chat_id: w.chat.id });
+            await sleep(1100);
+            return b.frames.some((x, i) => !b.taken.has(i) && x.type === 'typing' && x.user_id === w.a.user.id);
+        }, { timeoutMs: 20000, intervalMs: 0 });
+        assert.ok(crossed, 'typing crosses again after the subscriptions were dropped');
         a.close();
         b.close();
     });
@@ -933,6 +941,28 @@ describe('WebSocket: two gateways on one platform (behind a load balancer)', { t
         c1.close();
     });
 });
+
+// One command to the stack's Redis; resolves its integer reply.
+async function redisCommand(stack, args) {
+    const arg = (x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`;
+    const wire = `*${args.length}\r\n${args.map(arg).join('')}`;
+    return new Promise((resolve, reject) => {
+        const sock = net.connect(stack.env.PARTA_REDIS || `${stack.dataDir}/redis.sock`);
+        let text = '';
+        const timer = setTimeout(() => { sock.destroy(); reject(new Error(`no answer: ${text}`)); }, 10000);
+        sock.on('error', (err) => { clearTimeout(timer); reject(err); });
+        sock.on('data', (chunk) => {
+            text += chunk.toString('latin1');
+            const m = /^:(-?\d+)\r\n/.exec(text);
+            if (m || text.startsWith('-')) {
+                clearTimeout(timer);
+                sock.end();
+                if (m) resolve(Number(m[1])); else reject(new Error(text));
+            }
+        });
+        sock.on('connect', () => sock.write(wire));
+    });
+}
 
 // PUBLISHes each of `messages` on `channel` of the stack's Redis (RESP by
 // hand over its unix socket); resolves the number of replies read.
