@@ -5,8 +5,10 @@
     on one Redis channel, every gateway listens on it (a second Redis
     connection) and hands what its peers sent to gw_ws, which delivers it to
     its own sockets. A gateway skips what it sent itself (it delivered that
-    at once). Without Redis they stay on the gateway where they happened,
-    like everything else that is advisory. */
+    at once), but listens for its own ping, published every 10 s: a
+    subscription that no longer hears it is made again. Without Redis they
+    stay on the gateway where they happened, like everything else that is
+    advisory. */
 #ifndef PARTA_GW_PEERS_H
 #define PARTA_GW_PEERS_H
 
