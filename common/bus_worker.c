@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #define IDEMPOTENCY_KEEP_MS (24LL * 3600 * 1000)
+#define CLAIM_MS 60000              /* a BUS_NOTXN attempt holds its key this long at most */
 #define PRUNE_EVERY_MS 60000
 #define MAX_FRAMES 2             /* a header and a payload */
 #define RECONNECT_DELAY_MS 100
@@ -457,12 +458,14 @@ s_pack_reply (bus_call_t *call, const ProtobufCMessage *body)
 /*  Idempotency records are per caller, method and key, and remember a hash
     of the request so that a key reused for something else is refused
     rather than answered with another request's result. A signed-in
-    caller's keys are theirs. An anonymous caller's are honoured only by
-    methods that say so (BUS_ANON_IDEM: applying, whose reply holds no
-    secret; never signing in or up, whose replies hold tokens) and are
-    scoped to the address they call from, so the first answer goes back
-    only to a retry of the very same request from there. Others have no
-    scope, and their keys are ignored. */
+    caller's keys are theirs. An anonymous caller's (a public route's: the
+    gateway names their address) are honoured only by methods that say so
+    (BUS_ANON_IDEM: applying, whose reply holds no secret; never signing in
+    or up, whose replies hold tokens) and are scoped to that address, so
+    the first answer goes back only to a retry of the very same request
+    from there; other public methods ignore them. A call with no caller at
+    all is another service's, made on no one's behalf: its keys (which
+    services make unique) share one scope. */
 static const char *
 s_idem_scope (bus_call_t *call, char *buf, size_t size)
 {
@@ -470,8 +473,9 @@ s_idem_scope (bus_call_t *call, char *buf, size_t size)
     if (*user)
         return user;
     const Bus__Caller *caller = bus_call_caller (call);
-    if (!call->method || !(call->method->flags & BUS_ANON_IDEM) || !caller || !caller->ip
-        || !*caller->ip)
+    if (!caller || !caller->ip || !*caller->ip)
+        return "bus";       /* another service's call, made on no one's behalf */
+    if (!call->method || !(call->method->flags & BUS_ANON_IDEM))
         return NULL;
     snprintf (buf, size, "ip:%s", caller->ip);
     return buf;
@@ -541,6 +545,72 @@ s_idempotent_lookup (worker_t *w, bus_call_t *call, ProtobufCBinaryData *out)
     }
     sqlite3_reset (stmt);
     return found;
+}
+
+/*  For a method that runs its own transactions (BUS_NOTXN: the key cannot
+    be looked up and the reply stored in the transaction of the change),
+    the key is claimed first, in a transaction of its own, so that the
+    same request running at once elsewhere (another instance, a retry that
+    overtook it) waits for the first to finish instead of doing it again.
+    1 with the stored reply in *out, 2 the key was used for a different
+    request, 3 another attempt holds the claim, 0 claimed here, -1 on a
+    database error. A claim lapses after CLAIM_MS (an instance that died
+    with it). */
+static int
+s_idempotent_claim (worker_t *w, bus_call_t *call, ProtobufCBinaryData *out)
+{
+    if (db_begin (w->db))
+        return -1;
+    int found = s_idempotent_lookup (w, call, out);
+    if (found) {
+        db_rollback (w->db);
+        return found;
+    }
+    char buf[80];
+    const char *scope = s_idem_scope (call, buf, sizeof buf);
+    sqlite3_stmt *get = db_stmt (w->db, "SELECT until FROM idempotency_claim"
+                                        " WHERE caller = ? AND method = ? AND key = ?");
+    sqlite3_stmt *put = db_stmt (w->db, "INSERT OR REPLACE INTO idempotency_claim"
+                                        " (caller, method, key, until) VALUES (?, ?, ?, ?)");
+    if (!get || !put || !scope) {
+        db_rollback (w->db);
+        return -1;
+    }
+    sqlite3_bind_text (get, 1, scope, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text (get, 2, call->request->method, -1, SQLITE_STATIC);
+    sqlite3_bind_text (get, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
+    int held = sqlite3_step (get) == SQLITE_ROW && sqlite3_column_int64 (get, 0) > call->now;
+    sqlite3_reset (get);
+    if (held) {
+        db_rollback (w->db);
+        return 3;
+    }
+    sqlite3_bind_text (put, 1, scope, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text (put, 2, call->request->method, -1, SQLITE_STATIC);
+    sqlite3_bind_text (put, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (put, 4, call->now + CLAIM_MS);
+    if (db_step_done (w->db, put, NULL) || db_commit (w->db)) {
+        if (db_txn_depth (w->db))
+            db_rollback (w->db);
+        return -1;
+    }
+    return 0;
+}
+
+/*  Gives up a claim (the attempt failed: a retry runs again). */
+static void
+s_idempotent_unclaim (worker_t *w, bus_call_t *call)
+{
+    char buf[80];
+    const char *scope = s_idem_scope (call, buf, sizeof buf);
+    sqlite3_stmt *del = db_stmt (w->db, "DELETE FROM idempotency_claim"
+                                        " WHERE caller = ? AND method = ? AND key = ?");
+    if (!del || !scope)
+        return;
+    sqlite3_bind_text (del, 1, scope, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text (del, 2, call->request->method, -1, SQLITE_STATIC);
+    sqlite3_bind_text (del, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
+    db_step_done (w->db, del, NULL);
 }
 
 static int
@@ -616,7 +686,7 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
         goto done;
     }
     if (idempotent) {
-        int found = s_idempotent_lookup (w, &call, &out);
+        int found = txn ? s_idempotent_lookup (w, &call, &out) : s_idempotent_claim (w, &call, &out);
         if (found == 1) {
             if (txn)
                 db_rollback (w->db);
@@ -628,6 +698,10 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
             if (found == 2)
                 bus_call_fail (&call, ST_CONFLICT, NULL,
                                "this Idempotency-Key was used for a different request");
+            else if (found == 3)
+                /*  Retryable: the first attempt's answer will be stored. */
+                bus_call_fail (&call, ST_UNAVAILABLE, NULL,
+                               "a request with this Idempotency-Key is being handled");
             else
                 bus_call_fail (&call, ST_UNAVAILABLE, NULL, "database busy");
             goto done;
@@ -655,10 +729,19 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
             *wrote = 1;
     }
     else if ((m->flags & BUS_WRITE) && call.status == ST_OK) {
-        if (idempotent)
-            s_idempotent_store (w, &call, out);
+        if (idempotent) {
+            /*  The reply stored and the claim given up together. */
+            if (db_begin (w->db) == 0) {
+                int bad = s_idempotent_store (w, &call, out);
+                s_idempotent_unclaim (w, &call);
+                if (bad || db_commit (w->db))
+                    db_rollback (w->db);
+            }
+        }
         *wrote = 1;
     }
+    else if (idempotent && !txn)
+        s_idempotent_unclaim (w, &call);
     goto count;
 done:
     out = s_pack_reply (&call, NULL);
@@ -831,6 +914,11 @@ s_prune (worker_t *w)
     sqlite3_stmt *stmt = db_stmt (w->db, "DELETE FROM idempotency WHERE at < ?");
     if (stmt) {
         sqlite3_bind_int64 (stmt, 1, clock_now_ms () - IDEMPOTENCY_KEEP_MS);
+        db_step_done (w->db, stmt, NULL);
+    }
+    stmt = db_stmt (w->db, "DELETE FROM idempotency_claim WHERE until < ?");
+    if (stmt) {
+        sqlite3_bind_int64 (stmt, 1, clock_now_ms ());
         db_step_done (w->db, stmt, NULL);
     }
 }

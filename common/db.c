@@ -33,6 +33,9 @@ static const char s_common_schema[] =
     "  reply BLOB NOT NULL, at INTEGER NOT NULL, request_hash BLOB,"
     "  PRIMARY KEY (caller, method, key)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency (at);"
+    "CREATE TABLE IF NOT EXISTS idempotency_claim ("
+    "  caller TEXT NOT NULL, method TEXT NOT NULL, key TEXT NOT NULL, until INTEGER NOT NULL,"
+    "  PRIMARY KEY (caller, method, key)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS event_cursor ("
     "  source TEXT PRIMARY KEY, epoch TEXT NOT NULL, seq INTEGER NOT NULL);";
 

@@ -12,7 +12,7 @@ const { describe, it, before, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const {
-    stackForSuite, limits, assertError, expectStatus, signUp, newPhone,
+    stackForSuite, limits, assertError, expectStatus, signUp, newPhone, waitFor,
 } = require('./lib/stack');
 
 const NO_SUCH_ID = '01J0000000000000000000ZZZZ';
@@ -803,5 +803,34 @@ describe('accepting is limited per user too (invite_user)', { timeout: 300000 },
         assert.equal((await invitations(stack, org))[inv.id].uses, 0, 'no use taken');
         const other = await signUp(stack, { fullName: 'Другой Пользователь' });
         expectStatus(await accept(stack, inv.token, other), 200, 'another user accepts');
+    });
+});
+
+describe('two instances of the invite service (a write that calls other services)', { timeout: 300000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_RATE_LIMITS: limits() } });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('the same keyed request sent twice at once makes one invitation, and both get it', async () => {
+        const org = await newOrg(stack, 'Колледж Двух Экземпляров', 'КДЭ');
+        stack.spawnLike('invite', 'invite-2');
+        const two = await waitFor(async () => {
+            const r = await stack.get('/readyz');
+            return r.json && r.json.checks && r.json.checks.services && r.json.checks.services.invite === 2;
+        }, { timeoutMs: 20000 });
+        assert.ok(two, 'a second invite instance registered');
+        const before = Object.keys(await invitations(stack, org)).length;
+        const pairs = 12;
+        const results = await Promise.all(Array.from({ length: pairs }, (_, i) => {
+            const opts = { token: org.admin.token, headers: { 'Idempotency-Key': `teacher-link-${i}` } };
+            const body = { role: 'teacher', note: `ссылка ${i}` };
+            return Promise.all([0, 1].map(() => stack.post(`/v1/orgs/${org.id}/invitations`, body, opts)));
+        }));
+        for (const [i, [a, b]] of results.entries()) {
+            assert.equal(a.status, 201, `pair ${i}: ${a.status} ${a.text}`);
+            assert.equal(b.status, 201, `pair ${i}: ${b.status} ${b.text}`);
+            assert.equal(a.json.id, b.json.id, `pair ${i}: one invitation`);
+        }
+        assert.equal(Object.keys(await invitations(stack, org)).length, before + pairs, 'one invitation per key');
     });
 });

@@ -222,6 +222,34 @@ test_killed_worker_loses_no_idempotent_request (void **state)
     bus_client_destroy (&client);
 }
 
+/*  A call another service makes on no one's behalf (no caller) with a key
+    is applied once too: retried, it gets the first answer. */
+static void
+test_keyed_call_without_caller_applies_once (void **state)
+{
+    harness_t *h = *state;
+    s_start_broker (h);
+    harness_spawn (h, "parta-echo-worker", NULL);
+    assert_int_equal (harness_wait_workers (h, "echo", 1, 5000), 0);
+    bus_client_t *client = harness_client (h);
+    arena_t *arena = arena_new ();
+    Echo__CountRequest req = ECHO__COUNT_REQUEST__INIT;
+    req.name = "service-calls";
+    const char *keys[] = {"svc-1", "svc-1", "svc-2", "svc-1"};
+    const int64_t expected[] = {1, 1, 2, 1};
+    for (int i = 0; i < 4; i++) {
+        Echo__CountReply *r = NULL;
+        bus_call_opts_t opts = {.timeout_ms = 5000, .idempotency_key = keys[i]};
+        assert_int_equal (bus_client_call (client, "echo", "echo.count", &req.base, &opts,
+                                           &echo__count_reply__descriptor, arena,
+                                           (ProtobufCMessage **) &r, NULL),
+                          ST_OK);
+        assert_int_equal (r->value, expected[i]);
+    }
+    arena_destroy (&arena);
+    bus_client_destroy (&client);
+}
+
 /* --- a worker dying with a request in hand --- */
 
 typedef struct {
@@ -991,6 +1019,8 @@ main (void)
     log_init ("test", "warn");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_three_workers_share_load, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_keyed_call_without_caller_applies_once, s_setup,
+                                         s_teardown),
         cmocka_unit_test_setup_teardown (test_killed_worker_loses_no_idempotent_request, s_setup,
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_worker_death_answers_unavailable, s_setup,

@@ -276,22 +276,19 @@ class Stack {
         return proc.pid;
     }
 
-    // Starts another gateway on a free port of 127.0.0.1, with the command
-    // line and environment of the stack's own (the same bus, Redis and
-    // keys), as an operator runs several behind one load balancer; its log
-    // is log/<name>.log. Waits, bounded, until its /readyz is 200. Returns
-    // a view of this stack that talks to the new gateway (url, get, post,
-    // ... and pid); stop() ends it with the stack.
-    async startGateway(name = 'gateway-2', { timeoutMs = READY_TIMEOUT_MS } = {}) {
-        const pid = this.pidOf('gateway');
+    // Starts another process like `like` (as run.pids names it): its
+    // command line and environment, with `envOverrides`; its stderr goes
+    // to log/<name>.log, and stop() ends it with the stack. Returns the
+    // child process.
+    spawnLike(like, name, envOverrides = {}) {
+        const pid = this.pidOf(like);
         const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
         const env = {};
         for (const kv of fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)) {
             const i = kv.indexOf('=');
             if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
         }
-        const port = await freePort();
-        env.PARTA_HTTP = `127.0.0.1:${port}`;
+        Object.assign(env, envOverrides);
         const log = fs.openSync(this.logPath(name), 'a');
         let proc;
         try {
@@ -301,6 +298,18 @@ class Stack {
         }
         assert.ok(proc.pid, `could not start ${argv[0]}`);
         this.restarted.push({ pid: proc.pid, name, proc });
+        return proc;
+    }
+
+    // Starts another gateway on a free port of 127.0.0.1, with the command
+    // line and environment of the stack's own (the same bus, Redis and
+    // keys), as an operator runs several behind one load balancer; its log
+    // is log/<name>.log. Waits, bounded, until its /readyz is 200. Returns
+    // a view of this stack that talks to the new gateway (url, get, post,
+    // ... and pid); stop() ends it with the stack.
+    async startGateway(name = 'gateway-2', { timeoutMs = READY_TIMEOUT_MS } = {}) {
+        const port = await freePort();
+        const proc = this.spawnLike('gateway', name, { PARTA_HTTP: `127.0.0.1:${port}` });
         const view = Object.create(this);
         view.url = `http://127.0.0.1:${port}`;
         view.pid = proc.pid;
