@@ -11,6 +11,7 @@ static const char *const s_migrations[] = {
 };
 
 static __thread char s_instance[32];
+static __thread pid_t s_pid;        /* getpid is a system call each time */
 
 static status_t
 s_echo (bus_call_t *call, const void *request, void **reply)
@@ -20,10 +21,12 @@ s_echo (bus_call_t *call, const void *request, void **reply)
         zclock_sleep ((int) (req->sleep_ms > 10000 ? 10000 : req->sleep_ms));
     Echo__EchoReply *out = arena_msg (bus_call_arena (call), &echo__echo_reply__descriptor);
     out->text = arena_strdup (bus_call_arena (call), req->text);
-    if (!s_instance[0])
-        snprintf (s_instance, sizeof s_instance, "%d-%p", getpid (), (void *) &s_instance);
+    if (!s_instance[0]) {
+        s_pid = getpid ();
+        snprintf (s_instance, sizeof s_instance, "%d-%p", (int) s_pid, (void *) &s_instance);
+    }
     out->instance = s_instance;
-    out->pid = getpid ();
+    out->pid = s_pid;
     *reply = out;
     return ST_OK;
 }
