@@ -122,7 +122,9 @@ s_want (void *arg, const char *user_id, int role)
 }
 
 /*  Makes an automatic (roster-following) chat's members what the mirror
-    says they should be. Hand-added members are left alone.
+    says they should be. Hand-added members of hand-made chats are left
+    alone; in the automatic chats the roster wants them is enough to make
+    them the roster's.
 
     Roles: a member the roster takes in gets the role it gives them (the
     curator owner, admins moderators in the channels, everyone else
@@ -160,9 +162,16 @@ s_sync_chat (env_t *e, const chat_t *chat)
             continue;
         }
         zhashx_delete (d.want, r->user_id);
-        if (!r->automatic || (r->roster_role == want && (want != OWNER || r->role == OWNER)))
+        /*  Someone in an automatic chat by another way (an invitation
+            naming the chat, accepted before the roster said so) whom the
+            roster wants is the roster's from now on, so that it also takes
+            them out when they leave the group. */
+        int adopt = !r->automatic && chat->created_by[0] == 0;
+        if (!adopt
+            && (!r->automatic || (r->roster_role == want && (want != OWNER || r->role == OWNER))))
             continue;
-        int role = r->roster_role == want && want != OWNER ? r->role : want;
+        int role = adopt ? (want == OWNER ? OWNER : r->role)
+                         : r->roster_role == want && want != OWNER ? r->role : want;
         if (chatstore_member_put_roster (e->db, chat->id, r->user_id, role, want, e->now)
             || (role != r->role
                 && s_member_event (e, "chat.member_added", chat, r->user_id, role, "roster")))
@@ -743,12 +752,19 @@ s_create (bus_call_t *call, const void *request, void **reply)
         if (with_unit)
             return bus_call_fail (call, ST_BAD_REQUEST, "unit_id",
                                   "a chat for the whole organisation or its staff has no unit_id");
+        if (req->audience != CHAT__AUDIENCE__AUDIENCE_ALL && req->audience != CHAT__AUDIENCE__AUDIENCE_STAFF)
+            return bus_call_fail (call, ST_BAD_REQUEST, "audience",
+                                  "audience is all, students, parents or staff");
         if (!bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMIN)
             && !bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMINISTRATION))
             return bus_call_fail (call, ST_FORBIDDEN, "audience",
                                   "only admins and administration make org-wide chats");
-        /*  Everyone in the org: its students and parents too. */
+        /*  Everyone in the org, its students and parents too: admins only
+            (administration that also teaches included). */
         pupils = req->audience == CHAT__AUDIENCE__AUDIENCE_ALL;
+        if (pupils && !bus_caller_has_role (caller, req->org_id, BUS__ROLE__ROLE_ADMIN))
+            return bus_call_fail (call, ST_FORBIDDEN, "audience",
+                                  "only admins make a chat for the whole organisation");
     }
     if (with_unit) {
         if (bus_call_check_id (call, "unit_id", req->unit_id))

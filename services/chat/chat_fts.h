@@ -10,7 +10,7 @@
 /*  A token is at most this many bytes (cut at a character boundary). */
 #define CHAT_FTS_TOKEN_MAX 64
 /*  chat_fts_query reads at most this many bytes and keeps this many words. */
-#define CHAT_FTS_QUERY_BYTES 512
+#define CHAT_FTS_QUERY_BYTES 2048   /* 512 characters of up to four bytes */
 #define CHAT_FTS_QUERY_WORDS 16
 
 /*  Registers the tokenizer "parta" on a connection: words are runs of

@@ -59,6 +59,8 @@ const char *const chatstore_migrations[] = {
        changes. Roles there now count as the roster's. */
     "ALTER TABLE members ADD COLUMN roster_role INTEGER NOT NULL DEFAULT 0;"
     "UPDATE members SET roster_role = role WHERE automatic = 1;",
+    /* 3: a curator's groups, which a sync after a teacher's role change looks up. */
+    "CREATE INDEX units_curator ON units (curator_id);",
     NULL,
 };
 
@@ -397,7 +399,10 @@ chatstore_member_read (db_t *db, const char *chat_id, const char *user_id, uint6
 int
 chatstore_owner_count (db_t *db, const char *chat_id, int *count)
 {
-    sqlite3_stmt *stmt = db_stmt (db, "SELECT count(*) FROM members WHERE chat_id = ? AND role = 1");
+    /*  Owners the roster may take away (a student made owner of a chat
+        following a group) do not count: they could leave it with none. */
+    sqlite3_stmt *stmt = db_stmt (db, "SELECT count(*) FROM members WHERE chat_id = ? AND role = 1"
+                                      " AND automatic = 0");
     if (!stmt)
         return -1;
     db_bind_text (stmt, 1, chat_id);
@@ -977,7 +982,8 @@ chatstore_roster_units (db_t *db, const char *org_id, const char *user_id, arena
                                       " ON u.id = m.unit_id WHERE m.user_id = ?2 AND u.org_id = ?1"
                                       " UNION SELECT id FROM units WHERE org_id = ?1 AND curator_id = ?2"
                                       " UNION SELECT m.unit_id FROM guardians g JOIN unit_members m"
-                                      " ON m.user_id = g.student_id WHERE g.org_id = ?1"
+                                      " ON m.user_id = g.student_id AND m.role = 4 JOIN units u"
+                                      " ON u.id = m.unit_id AND u.org_id = ?1 WHERE g.org_id = ?1"
                                       " AND g.parent_id = ?2");
     if (!stmt)
         return -1;
@@ -1030,7 +1036,8 @@ chatstore_desired (db_t *db, const chat_t *chat, chatstore_want_fn *fn, void *ar
             (holding the student role); the curator owns it. */
         stmt = db_stmt (db, "SELECT DISTINCT g.parent_id, 3 FROM guardians g JOIN unit_members m"
                             " ON m.user_id = g.student_id AND m.role = 4 JOIN units u ON u.id = m.unit_id"
-                            " WHERE m.unit_id = ?1" HOLDS ("u.org_id", "m.user_id", "4")
+                            " WHERE m.unit_id = ?1 AND g.org_id = u.org_id"
+                            HOLDS ("u.org_id", "m.user_id", "4")
                             HOLDS ("u.org_id", "g.parent_id", "5")
                             " UNION ALL SELECT curator_id, 1 FROM units u WHERE id = ?1 AND ?2"
                             " AND curator_id IS NOT NULL" HOLDS ("u.org_id", "u.curator_id", "3"));

@@ -397,6 +397,24 @@ describe('invitations and join requests', { timeout: 900000 }, () => {
             { token: w.a.admin.token }), 201);
     });
 
+    it('a student who joined the group chat by a link naming it leaves it with the group, like everyone the roster put there', async () => {
+        const chats = expectStatus(await stack.get('/v1/chats', { token: w.t1.token }), 200).items;
+        const groupChat = chats.find((c) => c.unit_id === w.g1.id && c.audience === 'students');
+        assert.ok(groupChat, JSON.stringify(chats));
+        const inv = await invite(stack, w.a, w.t1, { role: 'student', unit_id: w.g1.id, chat_id: groupChat.id });
+        const s = await signUp(stack, { fullName: 'Студент По Ссылке В Чат' });
+        expectStatus(await accept(stack, inv.token, s), 200, 'accept');
+        const inChat = async () => expectStatus(await stack.get(`/v1/chats/${groupChat.id}/members?limit=200`,
+            { token: w.t1.token }), 200).items.some((m) => m.user.id === s.user.id);
+        assert.ok(await inChat(), 'in the group chat');
+        expectStatus(await stack.post(`/v1/orgs/${w.a.id}/movements`, { kind: 'expel', user_id: s.user.id },
+            { token: w.a.admin.token }), 201, 'expel');
+        assert.ok(await waitFor(async () => !(await inChat()), { timeoutMs: 10000 }), 'out of the group chat after the expulsion');
+        const read = await stack.get(`/v1/chats/${groupChat.id}/messages`, { token: s.token });
+        assert.ok([403, 404].includes(read.status), `the expelled student reads the group chat: ${read.status}`);
+        expectStatus(await stack.del(`/v1/orgs/${w.a.id}/invitations/${inv.id}`, { token: w.t1.token }), 204);
+    });
+
     it('a join that cannot be done leaves nothing behind: no role, no membership, the use given back', async () => {
         // A student link to a group archived since; a parent link naming a
         // student expelled since; a join request to a group archived since.

@@ -222,11 +222,52 @@ test_roster_counts_role_holders (void **state)
     arena_destroy (&arena);
 }
 
+/*  A guardian link belongs to one org: a parent linked to a student in
+    another organisation (where the student also studies) is not in this
+    group's parents chat, even as a parent of another child here. */
+static void
+test_parents_chat_takes_this_orgs_links_only (void **state)
+{
+    fixture_t *fx = *state;
+    db_t *db = fx->db;
+    const char *a = "01JORG0000000000000000000A", *b = "01JORG0000000000000000000B";
+    unit_t g = {.id = "01JUNIT000000000000000000G", .org_id = "01JORG0000000000000000000A",
+                .kind = 2, .name = "Г-1"};
+    chat_t parents = {.id = "01JCHAT00000000000000000PA", .org_id = "01JORG0000000000000000000A",
+                      .unit_id = "01JUNIT000000000000000000G",
+                      .audience = CHAT__AUDIENCE__AUDIENCE_PARENTS};
+    char got[512];
+    assert_int_equal (chatstore_unit_put (db, &g), 0);
+    assert_int_equal (chatstore_unit_member_put (db, g.id, "S", 4, 1), 0);
+    assert_int_equal (chatstore_role_put (db, a, "S", 4, 1), 0);
+    assert_int_equal (chatstore_role_put (db, b, "S", 4, 1), 0);
+    assert_int_equal (chatstore_role_put (db, a, "P", 5, 1), 0);
+    assert_int_equal (chatstore_role_put (db, b, "P", 5, 1), 0);
+    /*  P is S's guardian in B only. */
+    assert_int_equal (chatstore_guardian_put (db, b, "P", "S", 1), 0);
+    s_desired (db, &parents, got);
+    assert_string_equal (got, "");
+    arena_t *arena = arena_new ();
+    char **ids;
+    size_t n;
+    assert_int_equal (chatstore_roster_units (db, b, "P", arena, &ids, &n), 0);
+    assert_int_equal (n, 0);
+    /*  Linked in A too: in. */
+    assert_int_equal (chatstore_guardian_put (db, a, "P", "S", 1), 0);
+    s_desired (db, &parents, got);
+    assert_string_equal (got, "P:3,");
+    assert_int_equal (chatstore_roster_units (db, a, "P", arena, &ids, &n), 0);
+    assert_int_equal (n, 1);
+    arena_destroy (&arena);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_edit_and_delete_keep_the_old_text, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_parents_chat_takes_this_orgs_links_only, s_setup,
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_roster_counts_role_holders, s_setup, s_teardown),
     };

@@ -334,12 +334,14 @@ test_query_limits (void **state)
                                        "w17 w18 w19 w20"),
                          "1");
 
-    /*  only the first 512 bytes count; a word the limit cuts is dropped */
-    char text[1024];
+    /*  only the first CHAT_FTS_QUERY_BYTES bytes count; a word the limit
+        cuts is dropped */
+    enum { L = CHAT_FTS_QUERY_BYTES };
+    char text[2 * L];
     memset (text, ' ', sizeof text);
     memcpy (text, "урок", strlen ("урок"));
-    memcpy (text + 508, "абвгд", strlen ("абвгд")); /* over bytes 508..517 */
-    memcpy (text + 600, "поздно", strlen ("поздно"));
+    memcpy (text + L - 4, "абвгд", strlen ("абвгд")); /* over bytes L-4..L+5 */
+    memcpy (text + L + 88, "поздно", strlen ("поздно"));
     text[sizeof text - 1] = 0;
     match = chat_fts_query (text);
     assert_string_equal (match, "\"урок\"");
@@ -347,8 +349,8 @@ test_query_limits (void **state)
 
     /*  a word that ends right at the limit is whole and kept */
     memset (text, ' ', sizeof text);
-    memcpy (text + 504, "урок", strlen ("урок"));  /* bytes 504..511 */
-    memcpy (text + 513, "x", 1);
+    memcpy (text + L - 8, "урок", strlen ("урок"));  /* bytes L-8..L-1 */
+    memcpy (text + L + 1, "x", 1);
     text[sizeof text - 1] = 0;
     match = chat_fts_query (text);
     assert_string_equal (match, "\"урок\"");
@@ -357,7 +359,7 @@ test_query_limits (void **state)
     /*  the limit falls inside a two-byte letter: the word is still dropped */
     memset (text, ' ', sizeof text);
     memcpy (text, "a", 1);
-    memcpy (text + 505, "урок", strlen ("урок")); /* bytes 505..512 */
+    memcpy (text + L - 7, "урок", strlen ("урок")); /* bytes L-7..L */
     text[sizeof text - 1] = 0;
     match = chat_fts_query (text);
     assert_string_equal (match, "\"a\"");
