@@ -481,6 +481,21 @@ s_idem_scope (bus_call_t *call, char *buf, size_t size)
     return buf;
 }
 
+/*  Binds the call's (scope, method, key) to a statement's first three
+    parameters; -1 when the call has no scope. */
+static int
+s_bind_key (bus_call_t *call, sqlite3_stmt *stmt)
+{
+    char buf[80];
+    const char *scope = s_idem_scope (call, buf, sizeof buf);
+    if (!scope)
+        return -1;
+    sqlite3_bind_text (stmt, 1, scope, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text (stmt, 2, call->request->method, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
+    return 0;
+}
+
 static void
 s_request_hash (bus_call_t *call, unsigned char out[16])
 {
@@ -522,13 +537,8 @@ s_idempotent_lookup (worker_t *w, bus_call_t *call, ProtobufCBinaryData *out)
 {
     sqlite3_stmt *stmt = db_stmt (w->db, "SELECT reply, request_hash FROM idempotency"
                                          " WHERE caller = ? AND method = ? AND key = ?");
-    char buf[80];
-    const char *scope = s_idem_scope (call, buf, sizeof buf);
-    if (!stmt || !scope)
+    if (!stmt || s_bind_key (call, stmt))
         return -1;
-    sqlite3_bind_text (stmt, 1, scope, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (stmt, 2, call->request->method, -1, SQLITE_STATIC);
-    sqlite3_bind_text (stmt, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
     int found = 0;
     if (sqlite3_step (stmt) == SQLITE_ROW) {
         unsigned char hash[16];
@@ -566,28 +576,20 @@ s_idempotent_claim (worker_t *w, bus_call_t *call, ProtobufCBinaryData *out)
         db_rollback (w->db);
         return found;
     }
-    char buf[80];
-    const char *scope = s_idem_scope (call, buf, sizeof buf);
     sqlite3_stmt *get = db_stmt (w->db, "SELECT until FROM idempotency_claim"
                                         " WHERE caller = ? AND method = ? AND key = ?");
     sqlite3_stmt *put = db_stmt (w->db, "INSERT OR REPLACE INTO idempotency_claim"
                                         " (caller, method, key, until) VALUES (?, ?, ?, ?)");
-    if (!get || !put || !scope) {
+    if (!get || !put || s_bind_key (call, get) || s_bind_key (call, put)) {
         db_rollback (w->db);
         return -1;
     }
-    sqlite3_bind_text (get, 1, scope, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (get, 2, call->request->method, -1, SQLITE_STATIC);
-    sqlite3_bind_text (get, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
     int held = sqlite3_step (get) == SQLITE_ROW && sqlite3_column_int64 (get, 0) > call->now;
     sqlite3_reset (get);
     if (held) {
         db_rollback (w->db);
         return 3;
     }
-    sqlite3_bind_text (put, 1, scope, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (put, 2, call->request->method, -1, SQLITE_STATIC);
-    sqlite3_bind_text (put, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (put, 4, call->now + CLAIM_MS);
     if (db_step_done (w->db, put, NULL) || db_commit (w->db)) {
         if (db_txn_depth (w->db))
@@ -601,15 +603,10 @@ s_idempotent_claim (worker_t *w, bus_call_t *call, ProtobufCBinaryData *out)
 static void
 s_idempotent_unclaim (worker_t *w, bus_call_t *call)
 {
-    char buf[80];
-    const char *scope = s_idem_scope (call, buf, sizeof buf);
     sqlite3_stmt *del = db_stmt (w->db, "DELETE FROM idempotency_claim"
                                         " WHERE caller = ? AND method = ? AND key = ?");
-    if (!del || !scope)
+    if (!del || s_bind_key (call, del))
         return;
-    sqlite3_bind_text (del, 1, scope, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (del, 2, call->request->method, -1, SQLITE_STATIC);
-    sqlite3_bind_text (del, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
     db_step_done (w->db, del, NULL);
 }
 
@@ -619,15 +616,10 @@ s_idempotent_store (worker_t *w, bus_call_t *call, ProtobufCBinaryData reply)
     sqlite3_stmt *stmt = db_stmt (w->db, "INSERT OR REPLACE INTO idempotency"
                                          " (caller, method, key, reply, at, request_hash)"
                                          " VALUES (?, ?, ?, ?, ?, ?)");
-    char buf[80];
-    const char *scope = s_idem_scope (call, buf, sizeof buf);
-    if (!stmt || !scope)
+    if (!stmt || s_bind_key (call, stmt))
         return -1;
     unsigned char hash[16];
     s_request_hash (call, hash);
-    sqlite3_bind_text (stmt, 1, scope, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (stmt, 2, call->request->method, -1, SQLITE_STATIC);
-    sqlite3_bind_text (stmt, 3, call->request->idempotency_key, -1, SQLITE_STATIC);
     sqlite3_bind_blob (stmt, 4, reply.data, (int) reply.len, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 5, call->now);
     sqlite3_bind_blob (stmt, 6, hash, 16, SQLITE_TRANSIENT);

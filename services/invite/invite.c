@@ -416,6 +416,37 @@ s_preview (bus_call_t *call, const void *request, void **reply)
     return ST_OK;
 }
 
+/*  What org does when someone joins: a student joins their group and
+    every teacher the staff group (org picks it when no unit is named); a
+    parent is linked to the named student. With check_only, org only says
+    whether it can be done (the parent's role is not needed yet). */
+static status_t
+s_org_steps (bus_call_t *call, const char *org_id, int role, const char *unit_id,
+             const char *student_id, const char *user_id, int check_only)
+{
+    status_t st;
+    if ((unit_id && *unit_id && role == BUS__ROLE__ROLE_STUDENT) || role == BUS__ROLE__ROLE_TEACHER) {
+        Org__UnitJoinRequest join = ORG__UNIT_JOIN_REQUEST__INIT;
+        join.org_id = (char *) org_id;
+        join.unit_id = (char *) (unit_id ? unit_id : "");
+        join.user_id = (char *) user_id;
+        join.role = (Bus__Role) role;
+        join.check_only = check_only;
+        if ((st = bus_call_forward (call, "org", "org.unit_join", &join.base, NULL, NULL)))
+            return st;
+    }
+    if (student_id && *student_id) {
+        Org__GuardianAddRequest g = ORG__GUARDIAN_ADD_REQUEST__INIT;
+        g.org_id = (char *) org_id;
+        g.parent_id = (char *) user_id;
+        g.student_id = (char *) student_id;
+        g.check_only = check_only;
+        if ((st = bus_call_forward (call, "org", "org.guardian_add", &g.base, NULL, NULL)))
+            return st;
+    }
+    return ST_OK;
+}
+
 /*  Whether joining can be done at all, asked of each service without
     changing anything: what would refuse for good (an archived group or
     chat, a student already in another group, a named student who is no
@@ -425,26 +456,9 @@ static status_t
 s_join_check (bus_call_t *call, const char *org_id, int role, const char *unit_id,
               const char *student_id, const char *chat_id, const char *user_id)
 {
-    status_t st;
-    if ((unit_id && *unit_id && role == BUS__ROLE__ROLE_STUDENT) || role == BUS__ROLE__ROLE_TEACHER) {
-        Org__UnitJoinRequest join = ORG__UNIT_JOIN_REQUEST__INIT;
-        join.org_id = (char *) org_id;
-        join.unit_id = (char *) (unit_id ? unit_id : "");
-        join.user_id = (char *) user_id;
-        join.role = (Bus__Role) role;
-        join.check_only = 1;
-        if ((st = bus_call_forward (call, "org", "org.unit_join", &join.base, NULL, NULL)))
-            return st;
-    }
-    if (student_id && *student_id) {
-        Org__GuardianAddRequest g = ORG__GUARDIAN_ADD_REQUEST__INIT;
-        g.org_id = (char *) org_id;
-        g.parent_id = (char *) user_id;
-        g.student_id = (char *) student_id;
-        g.check_only = 1;
-        if ((st = bus_call_forward (call, "org", "org.guardian_add", &g.base, NULL, NULL)))
-            return st;
-    }
+    status_t st = s_org_steps (call, org_id, role, unit_id, student_id, user_id, 1);
+    if (st != ST_OK)
+        return st;
     if (chat_id && *chat_id) {
         Chat__Chat *chat = NULL;
         if ((st = s_chat (call, chat_id, &chat)))
@@ -473,27 +487,10 @@ s_join_effects (bus_call_t *call, const char *org_id, int role, const char *unit
     grant.role = (Bus__Role) role;
     st = bus_call_forward (call, "identity", "identity.role_grant", &grant.base,
                            &identity__org_role__descriptor, NULL);
+    if (st == ST_OK)
+        st = s_org_steps (call, org_id, role, unit_id, student_id, user_id, 0);
     if (st != ST_OK)
         return st;
-    /*  Students join their group; every teacher joins the staff group
-        (org picks it when no unit is named). */
-    if ((unit_id && *unit_id && role == BUS__ROLE__ROLE_STUDENT) || role == BUS__ROLE__ROLE_TEACHER) {
-        Org__UnitJoinRequest join = ORG__UNIT_JOIN_REQUEST__INIT;
-        join.org_id = (char *) org_id;
-        join.unit_id = (char *) (unit_id ? unit_id : "");
-        join.user_id = (char *) user_id;
-        join.role = (Bus__Role) role;
-        if ((st = bus_call_forward (call, "org", "org.unit_join", &join.base, NULL, NULL)))
-            return st;
-    }
-    if (student_id && *student_id) {
-        Org__GuardianAddRequest g = ORG__GUARDIAN_ADD_REQUEST__INIT;
-        g.org_id = (char *) org_id;
-        g.parent_id = (char *) user_id;
-        g.student_id = (char *) student_id;
-        if ((st = bus_call_forward (call, "org", "org.guardian_add", &g.base, &org__guardian__descriptor, NULL)))
-            return st;
-    }
     if (chat_id && *chat_id) {
         Chat__MemberJoinRequest j = CHAT__MEMBER_JOIN_REQUEST__INIT;
         j.chat_id = (char *) chat_id;
