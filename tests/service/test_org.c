@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "harness.h"
 #include "log.h"
+#include "events.pb-c.h"
 #include "org.pb-c.h"
 #include "ulid.h"
 
@@ -194,6 +195,86 @@ test_me_refuses_bad_calls (void **state)
     assert_int_equal (reply->n_items, 0);
 }
 
+/* --- events: what other systems subscribing to org see --- */
+
+/*  The types of org's events from seq `from` on, as sys.replay (what a
+    subscriber fills gaps with) answers, joined by spaces. */
+static char *
+s_event_types (fixture_t *fx, uint64_t from, uint64_t *next)
+{
+    Bus__ReplayRequest req = BUS__REPLAY_REQUEST__INIT;
+    req.from_seq = from;
+    Bus__ReplayReply *reply = NULL;
+    assert_int_equal (s_call (fx, "sys.replay", &req.base, &bus__replay_reply__descriptor, &reply,
+                              NULL, NULL),
+                      ST_OK);
+    char *out = arena_alloc (fx->arena, 4096);
+    out[0] = 0;
+    *next = from;
+    for (size_t i = 0; i < reply->n_events; i++) {
+        Ev__Event *e = ev__event__unpack (NULL, reply->events[i].len, reply->events[i].data);
+        assert_non_null (e);
+        assert_int_equal (e->seq, *next);
+        snprintf (out + strlen (out), 4096 - strlen (out), "%s%s", out[0] ? " " : "", e->type);
+        *next = e->seq + 1;
+        ev__event__free_unpacked (e, NULL);
+    }
+    return out;
+}
+
+/*  Applications, approval, rejection and the card's edit each write their
+    events (docs/events.md), in order and without gaps. */
+static void
+test_application_and_card_events (void **state)
+{
+    fixture_t *fx = *state;
+    uint64_t next;
+    s_event_types (fx, 1, &next);
+    const char *org_id = s_org (fx, "Сасовский колледж");
+    assert_string_equal (s_event_types (fx, next, &next),
+                         "org.application.created org.application.approved org.created "
+                         "org.unit.created");
+
+    Org__ApplicationAdmin admin = ORG__APPLICATION_ADMIN__INIT;
+    admin.full_name = "Пётр Иванов";
+    admin.phone = "+79990003344";
+    admin.email = "p@college.example";
+    Org__ApplicationCreateRequest app = ORG__APPLICATION_CREATE_REQUEST__INIT;
+    app.org_name = "Колледж без приказа";
+    app.admin = &admin;
+    app.order_number = "1";
+    app.order_date = "2026-08-25";
+    Org__ApplicationCreated *created = NULL;
+    assert_int_equal (s_call (fx, "org.application_create", &app.base,
+                              &org__application_created__descriptor, &created, NULL, NULL),
+                      ST_OK);
+    Bus__Caller *op = s_user (fx);
+    op->operator_ = 1;
+    Org__ApplicationRejectRequest reject = ORG__APPLICATION_REJECT_REQUEST__INIT;
+    reject.id = created->id;
+    reject.reason = "нет приказа о назначении";
+    assert_int_equal (s_call (fx, "org.application_reject", &reject.base, NULL, NULL, NULL, op),
+                      ST_OK);
+    assert_string_equal (s_event_types (fx, next, &next),
+                         "org.application.created org.application.rejected");
+
+    Bus__Caller *boss = s_user (fx);
+    Bus__Membership m = BUS__MEMBERSHIP__INIT;
+    Bus__Role roles[] = {BUS__ROLE__ROLE_ADMIN};
+    m.org_id = (char *) org_id;
+    m.roles = roles;
+    m.n_roles = 1;
+    Bus__Membership *ms[] = {&m};
+    boss->orgs = ms;
+    boss->n_orgs = 1;
+    Org__OrgUpdateRequest edit = ORG__ORG_UPDATE_REQUEST__INIT;
+    edit.org_id = (char *) org_id;
+    edit._region_case = ORG__ORG_UPDATE_REQUEST___REGION_REGION;
+    edit.region = "Рязанская область";
+    assert_int_equal (s_call (fx, "org.update", &edit.base, NULL, NULL, NULL, boss), ST_OK);
+    assert_string_equal (s_event_types (fx, next, &next), "org.updated");
+}
+
 int
 main (void)
 {
@@ -203,6 +284,7 @@ main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_me_answers_for_the_caller, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_me_refuses_bad_calls, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_application_and_card_events, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name ("org", tests, NULL, NULL);
 }
