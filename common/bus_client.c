@@ -3,7 +3,10 @@
     each sending is an attempt with its own number inside the request id, so
     a late reply to an abandoned attempt is recognised and dropped. Timers
     (deadlines, retry backoff) live in a binary heap with lazy deletion: an
-    entry whose time no longer matches its call's timer is skipped. */
+    entry whose time no longer matches its call's timer is skipped. Calls
+    started while the client is held (inside bus_client_process, or between
+    bus_client_batch_begin and _end) are collected and leave together, as
+    one BATCH when there are several. */
 #include "bus_client.h"
 #include "bus_proto.h"
 #include "bus_socket.h"
@@ -71,6 +74,14 @@ struct bus_client_t {
     uint64_t hb_nonce;
     int64_t hb_sent_at;         /* the last heartbeat's sending */
     log_limit_t drop_log;
+    /*  Requests collected while held, and which attempts they are. */
+    int held;
+    bus_batch_t out;
+    struct {
+        uint64_t id;
+        uint32_t attempt;
+    } *out_calls;
+    size_t out_cap;
 };
 
 /* --- timer heap --- */
@@ -189,15 +200,63 @@ bus_client_destroy (bus_client_t **self_p)
     }
     zsock_destroy (&self->sock);
     free (self->heap);
+    bus_batch_fini (&self->out);
+    free (self->out_calls);
     free (self);
     *self_p = NULL;
 }
 
 /* --- sending --- */
 
-/*  Sends the current attempt: a header frame and the payload frame. A
-    DEALER either takes the whole message or, at its high-water mark,
-    refuses the first frame: no partial messages. */
+static void s_set_state (bus_client_t *self, call_t *call, int state);
+static void s_fail_later (bus_client_t *self, call_t *call, status_t status, const char *message,
+                          int64_t now);
+
+/*  Sends what was collected. If ZeroMQ refuses it (the DEALER is at its
+    high-water mark), each call in it fails as a refused single call does. */
+static void
+s_flush (bus_client_t *self)
+{
+    uint32_t n = self->out.count;
+    if (n == 0)
+        return;
+    if (bus_batch_send (&self->out, self->handle, BUS_CLIENT, NULL, 0) == 0)
+        return;
+    int64_t now = clock_mono_ms ();
+    for (uint32_t i = 0; i < n; i++) {
+        call_t *call = u64map_get (self->calls, self->out_calls[i].id);
+        if (call && call->state == CALL_SENT && call->attempt == self->out_calls[i].attempt)
+            s_fail_later (self, call, ST_UNAVAILABLE, "bus send queue is full", now);
+    }
+}
+
+/*  Collects an attempt while held. -1 when it must go alone. */
+static int
+s_collect (bus_client_t *self, call_t *call, const uint8_t *header, size_t size)
+{
+    if (!self->held || call->request_len > BUS_BATCH_PAYLOAD)
+        return -1;
+    if (bus_batch_full (&self->out, call->request_len))
+        s_flush (self);
+    if (self->out.count == self->out_cap) {
+        size_t cap = self->out_cap ? self->out_cap * 2 : 64;
+        void *calls = realloc (self->out_calls, cap * sizeof *self->out_calls);
+        if (!calls)
+            return -1;
+        self->out_calls = calls;
+        self->out_cap = cap;
+    }
+    if (bus_batch_add (&self->out, header, size, call->request, call->request_len))
+        return -1;
+    self->out_calls[self->out.count - 1].id = call->id;
+    self->out_calls[self->out.count - 1].attempt = call->attempt;
+    return 0;
+}
+
+/*  Sends the current attempt: a header frame and the payload frame, or
+    into the collection while held. A DEALER either takes the whole message
+    or, at its high-water mark, refuses the first frame: no partial
+    messages. */
 static int
 s_transmit (bus_client_t *self, call_t *call, int64_t now)
 {
@@ -219,9 +278,12 @@ s_transmit (bus_client_t *self, call_t *call, int64_t now)
                       .service_len = call->service_len};
     uint8_t header[BUS_HEADER_MAX];
     size_t size = bus_header_build (header, &h, BUS_TO_BROKER);
+    call->sent_at = now;
+    if (s_collect (self, call, header, size) == 0)
+        return 0;
+    s_flush (self);     /* what was collected goes first */
     if (zmq_send (self->handle, header, size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return -1;
-    call->sent_at = now;
     zmq_send (self->handle, call->request, call->request_len, ZMQ_DONTWAIT);
     return 0;
 }
@@ -229,6 +291,9 @@ s_transmit (bus_client_t *self, call_t *call, int64_t now)
 static void
 s_heartbeat (bus_client_t *self, int64_t now)
 {
+    /*  The calls collected so far were started before this heartbeat and
+        must leave before it (docs/bus.md §8.3). */
+    s_flush (self);
     uint64_t nonce = ++self->hb_nonce;
     bus_header_t h = {.side = BUS_CLIENT,
                       .command = BUS_CLIENT_HEARTBEAT,
@@ -365,6 +430,19 @@ bus_client_cancel (bus_client_t *self, uint64_t id)
     }
 }
 
+void
+bus_client_batch_begin (bus_client_t *self)
+{
+    self->held++;
+}
+
+void
+bus_client_batch_end (bus_client_t *self)
+{
+    if (self->held > 0 && --self->held == 0)
+        s_flush (self);
+}
+
 int
 bus_client_fd (bus_client_t *self)
 {
@@ -472,7 +550,8 @@ s_dropped (bus_client_t *self, const char *why)
 }
 
 static void
-s_on_reply (bus_client_t *self, const bus_header_t *h, zmq_msg_t *payload, int64_t now)
+s_on_reply (bus_client_t *self, const bus_header_t *h, const void *payload, size_t len,
+            int64_t now)
 {
     if (h->id_len != ID_LEN) {
         s_dropped (self, "a reply with a request id we never send");
@@ -488,7 +567,7 @@ s_on_reply (bus_client_t *self, const bus_header_t *h, zmq_msg_t *payload, int64
     call_t *call = u64map_get (self->calls, call_id);
     if (!call || call->attempt != attempt || call->state != CALL_SENT)
         return;         /* cancelled, timed out or superseded: not an error */
-    Bus__Reply *reply = bus__reply__unpack (NULL, zmq_msg_size (payload), zmq_msg_data (payload));
+    Bus__Reply *reply = bus__reply__unpack (NULL, len, payload);
     if (!reply) {
         s_finish_unavailable (self, call, "malformed reply from the bus");
         return;
@@ -530,6 +609,24 @@ s_on_heartbeat (bus_client_t *self, const bus_header_t *h, int64_t now)
 
 #define MAX_FRAMES 2
 
+/*  A BATCH of REPLYs (checked): each as if it came alone. */
+static void
+s_on_batch (bus_client_t *self, zmq_msg_t *entries, int64_t now)
+{
+    const uint8_t *data = zmq_msg_data (entries), *header, *payload;
+    size_t size = zmq_msg_size (entries), at = 0, header_len, len;
+    while (bus_batch_next (data, size, &at, &header, &header_len, &payload, &len)) {
+        bus_header_t h;
+        const char *why = bus_header_parse (header, header_len, BUS_FROM_BROKER, &h);
+        if (!why && (h.side != BUS_CLIENT || h.command != BUS_CLIENT_REPLY))
+            why = "a batch holds something other than a REPLY";
+        if (why)
+            s_dropped (self, why);
+        else
+            s_on_reply (self, &h, payload, len, now);
+    }
+}
+
 /*  Reads until nothing is left: a receive that finds nothing also takes
     in ZeroMQ's pending commands, which is what re-arms the descriptor. */
 static void
@@ -562,10 +659,15 @@ s_receive (bus_client_t *self)
                                             BUS_FROM_BROKER, &h);
         if (!why && (extra || count != h.frames || h.side != BUS_CLIENT))
             why = "wrong number of frames or a worker's command";
+        if (!why && h.command == BUS_CLIENT_BATCH)
+            why = bus_batch_check (zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]),
+                                   h.number);
         if (why)
             s_dropped (self, why);
         else if (h.command == BUS_CLIENT_REPLY)
-            s_on_reply (self, &h, &frames[1], now);
+            s_on_reply (self, &h, zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]), now);
+        else if (h.command == BUS_CLIENT_BATCH)
+            s_on_batch (self, &frames[1], now);
         else
             s_on_heartbeat (self, &h, now);
         for (int i = 0; i < count; i++)
@@ -603,6 +705,8 @@ s_timers (bus_client_t *self, int64_t now)
 int
 bus_client_process (bus_client_t *self)
 {
+    /*  Calls the callbacks start leave together at the end. */
+    bus_client_batch_begin (self);
     s_receive (self);
     int64_t now = clock_mono_ms ();
     if (self->sent > 0) {
@@ -617,7 +721,10 @@ bus_client_process (bus_client_t *self)
         }
     }
     s_timers (self, now);
-    /*  Sending may have consumed the descriptor's edge: look again. */
+    bus_client_batch_end (self);
+    /*  Sending may have consumed the descriptor's edge: look again. The
+        callbacks of what arrives meanwhile send at once: held again, what
+        they start would wait for the next call of ours. */
     s_receive (self);
     now = clock_mono_ms ();
     int64_t wait = -1;
@@ -692,6 +799,7 @@ bus_client_call (bus_client_t *self, const char *service, const char *method,
     uint64_t id = bus_client_send (self, service, method, body, opts, s_sync_done, &sync);
     if (!id)
         return ST_INTERNAL;
+    s_flush (self);     /* even inside a batch: we wait for it */
     while (!sync.done) {
         int wait = bus_client_process (self);
         if (sync.done)

@@ -54,6 +54,13 @@ uint64_t bus_client_send (bus_client_t *self, const char *service, const char *m
                           const ProtobufCMessage *body, const bus_call_opts_t *opts,
                           bus_reply_fn *callback, void *arg);
 
+/*  Between these, calls are collected rather than sent, and leave together
+    (one BATCH message, docs/bus.md) at the outermost _end: for a caller
+    that starts several calls at once. Calls started from reply callbacks
+    inside bus_client_process are collected the same way. */
+void bus_client_batch_begin (bus_client_t *self);
+void bus_client_batch_end (bus_client_t *self);
+
 /*  Forgets a call: its callback will not be called. */
 void bus_client_cancel (bus_client_t *self, uint64_t id);
 

@@ -1,10 +1,12 @@
-/*  bus_proto: the header layouts of PBP/2 as a table (see bus_proto.h and
+/*  bus_proto: the header layouts of PBP/3 as a table (see bus_proto.h and
     docs/bus.md §3). One row per command and direction: the frames the
     message has and its fields in order. Parsing and building walk the same
     row, so they cannot disagree. */
 #include "bus_proto.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 typedef enum { F_END = 0, F_NUMBER, F_ID, F_SERVICE, F_ADDRESS, F_INSTANCE, F_NONCE } field_t;
 
@@ -28,6 +30,8 @@ static const layout_t s_layouts[] = {
     {BUS_WORKER, BUS_WORKER_REPLY, BUS_TO_BROKER, 2, {F_ADDRESS, F_ID}},
     {BUS_WORKER, BUS_WORKER_HEARTBEAT, BOTH, 1, {F_END}},
     {BUS_WORKER, BUS_WORKER_DISCONNECT, BOTH, 1, {F_END}},
+    {BUS_CLIENT, BUS_CLIENT_BATCH, BOTH, 2, {F_NUMBER}},
+    {BUS_WORKER, BUS_WORKER_BATCH, BOTH, 2, {F_NUMBER}},
 };
 
 static const layout_t *
@@ -153,5 +157,172 @@ bus_service_valid (const void *name, size_t len)
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
             return 0;
     }
+    return 1;
+}
+
+/* --- batches --- */
+
+#define ENTRY_OVERHEAD 6        /* the two lengths */
+#define BATCH_KEEP (1024 * 1024)    /* a reset batch keeps at most this much memory */
+
+static void
+s_put16 (uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t) (v >> 8);
+    p[1] = (uint8_t) v;
+}
+
+static void
+s_put32 (uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t) (v >> 24);
+    p[1] = (uint8_t) (v >> 16);
+    p[2] = (uint8_t) (v >> 8);
+    p[3] = (uint8_t) v;
+}
+
+static size_t
+s_get16 (const uint8_t *p)
+{
+    return (size_t) p[0] << 8 | p[1];
+}
+
+static size_t
+s_get32 (const uint8_t *p)
+{
+    return (size_t) p[0] << 24 | (size_t) p[1] << 16 | (size_t) p[2] << 8 | p[3];
+}
+
+int
+bus_batch_add (bus_batch_t *b, const void *header, size_t header_len, const void *payload,
+               size_t payload_len)
+{
+    if (header_len > BUS_HEADER_MAX || payload_len > BUS_MAX_MESSAGE || b->count >= BUS_BATCH_MAX)
+        return -1;
+    size_t need = ENTRY_OVERHEAD + header_len + payload_len;
+    if (b->cap - b->len < need) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < need)
+            cap *= 2;
+        uint8_t *data = realloc (b->data, cap);
+        if (!data)
+            return -1;
+        b->data = data;
+        b->cap = cap;
+    }
+    uint8_t *p = b->data + b->len;
+    s_put16 (p, header_len);
+    memcpy (p + 2, header, header_len);
+    s_put32 (p + 2 + header_len, payload_len);
+    if (payload_len)
+        memcpy (p + ENTRY_OVERHEAD + header_len, payload, payload_len);
+    b->len += need;
+    b->count++;
+    return 0;
+}
+
+int
+bus_batch_full (const bus_batch_t *b, size_t payload_len)
+{
+    return b->count >= BUS_BATCH_SEND
+           || (b->count > 0 && b->len + payload_len > BUS_BATCH_BYTES);
+}
+
+void
+bus_batch_reset (bus_batch_t *b)
+{
+    b->len = 0;
+    b->count = 0;
+    if (b->cap > BATCH_KEEP) {
+        free (b->data);
+        b->data = NULL;
+        b->cap = 0;
+    }
+}
+
+void
+bus_batch_fini (bus_batch_t *b)
+{
+    free (b->data);
+    memset (b, 0, sizeof *b);
+}
+
+size_t
+bus_batch_header (uint8_t *buf, bus_side_t side, uint32_t count)
+{
+    memcpy (buf, side == BUS_CLIENT ? BUS_CLIENT_HEADER : BUS_WORKER_HEADER, BUS_SIGNATURE_LEN);
+    buf[BUS_SIGNATURE_LEN] = side == BUS_CLIENT ? BUS_CLIENT_BATCH : BUS_WORKER_BATCH;
+    s_put32 (buf + BUS_SIGNATURE_LEN + 1, count);
+    return BUS_BATCH_HEADER_LEN;
+}
+
+int
+bus_batch_send (bus_batch_t *b, void *socket, bus_side_t side, const void *address,
+                size_t address_len)
+{
+    if (b->count == 0)
+        return 0;
+    int rc = 0;
+    if (address && zmq_send (socket, address, address_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        rc = -1;
+    else if (b->count == 1) {
+        /*  Alone, as it would have gone without batching. */
+        size_t header_len = s_get16 (b->data);
+        const uint8_t *payload = b->data + 2 + header_len + 4;
+        if (zmq_send (socket, b->data + 2, header_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+            rc = -1;
+        else
+            zmq_send (socket, payload, s_get32 (b->data + 2 + header_len), ZMQ_DONTWAIT);
+    }
+    else {
+        uint8_t header[BUS_BATCH_HEADER_LEN];
+        bus_batch_header (header, side, b->count);
+        if (zmq_send (socket, header, sizeof header, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+            rc = -1;
+        else
+            zmq_send (socket, b->data, b->len, ZMQ_DONTWAIT);
+    }
+    bus_batch_reset (b);
+    return rc;
+}
+
+const char *
+bus_batch_check (const void *entries, size_t size, uint32_t count)
+{
+    const uint8_t *p = entries;
+    if (count < 1 || count > BUS_BATCH_MAX)
+        return "a batch of no entries or more than 1024";
+    size_t at = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (size - at < 2)
+            return "a batch ends before an entry's header length";
+        size_t header_len = s_get16 (p + at);
+        at += 2;
+        if (header_len > BUS_HEADER_MAX || size - at < header_len + 4)
+            return "a batch entry's header runs past the end";
+        at += header_len;
+        size_t payload_len = s_get32 (p + at);
+        at += 4;
+        if (size - at < payload_len)
+            return "a batch entry's payload runs past the end";
+        at += payload_len;
+    }
+    if (at != size)
+        return "bytes after a batch's last entry";
+    return NULL;
+}
+
+int
+bus_batch_next (const void *entries, size_t size, size_t *at, const uint8_t **header,
+                size_t *header_len, const uint8_t **payload, size_t *payload_len)
+{
+    const uint8_t *p = entries;
+    if (*at >= size)
+        return 0;
+    *header_len = s_get16 (p + *at);
+    *header = p + *at + 2;
+    *payload_len = s_get32 (*header + *header_len);
+    *payload = *header + *header_len + 4;
+    *at += ENTRY_OVERHEAD + *header_len + *payload_len;
     return 1;
 }

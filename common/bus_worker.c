@@ -28,6 +28,8 @@
 #define RECONNECT_DELAY_MS 100
 #define HANDOFF_MAX 65536           /* messages one handoff holds at most */
 #define HANDOFF_BATCH 256           /* messages taken per wake-up at most */
+#define REPLY_HOLD_US 1000          /* a reply waits for others this long at most */
+#define SLOW_US 200                 /* a method this slow on average: replies go before it runs */
 
 typedef struct worker_t worker_t;
 
@@ -78,7 +80,14 @@ struct worker_t {
         per database, so that a copy of the idempotency table cannot be
         used to test guesses. */
     unsigned char idem_key[crypto_generichash_KEYBYTES];
+    /*  Replies made while more requests wait, handed to the I/O thread
+        together, as one message. */
+    bus_batch_t replies;
+    int64_t replies_since;      /* monotonic us of the first */
+    log_limit_t drop_log;
 };
+
+static void s_give_replies (worker_t *w);
 
 /* --- the handler's view --- */
 
@@ -648,6 +657,9 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
         return s_pack_reply (&call, NULL);
     }
     call.method = m;
+    /*  Replies held for company do not wait behind a slow method. */
+    if (w->replies.count && m->calls && m->total_us / m->calls > SLOW_US)
+        s_give_replies (w);
     int64_t t0 = clock_mono_us ();
     void *reply_msg = NULL;
     ProtobufCBinaryData out = {0, NULL};
@@ -915,29 +927,105 @@ s_prune (worker_t *w)
     }
 }
 
-/*  frames: the broker's REQUEST header (checked by the I/O thread) and
-    the payload. The REPLY header is the same bytes with another command:
-    the broker matches it to the request by them. */
+/*  A message for the I/O thread to send as it is. */
 static void
-s_execute (worker_t *w, zmq_msg_t *frames)
+s_give (worker_t *w, const void *header, size_t header_len, const void *payload,
+        size_t payload_len)
+{
+    zmq_msg_t frames[MAX_FRAMES];
+    if (zmq_msg_init_size (&frames[0], header_len))
+        goto lost;
+    if (zmq_msg_init_size (&frames[1], payload_len)) {
+        zmq_msg_close (&frames[0]);
+        goto lost;
+    }
+    memcpy (zmq_msg_data (&frames[0]), header, header_len);
+    if (payload_len)
+        memcpy (zmq_msg_data (&frames[1]), payload, payload_len);
+    if (s_handoff_give (&w->shared->to_io, &frames[0], &frames[1]) == 0)
+        return;
+    s_close_frames (frames, MAX_FRAMES);
+lost:
+    log_error (NULL, "worker reply lost: the reply queue is full or memory is short");
+}
+
+/*  The replies held go to the I/O thread: one alone, several as a BATCH. */
+static void
+s_give_replies (worker_t *w)
+{
+    bus_batch_t *b = &w->replies;
+    if (b->count == 1) {
+        const uint8_t *header, *payload;
+        size_t at = 0, header_len, len;
+        bus_batch_next (b->data, b->len, &at, &header, &header_len, &payload, &len);
+        s_give (w, header, header_len, payload, len);
+    }
+    else if (b->count > 1) {
+        uint8_t header[BUS_BATCH_HEADER_LEN];
+        s_give (w, header, bus_batch_header (header, BUS_WORKER, b->count), b->data, b->len);
+    }
+    bus_batch_reset (b);
+}
+
+/*  Runs one REQUEST (header checked, and payload) and keeps its REPLY:
+    the same header bytes with another command (the broker matches it to
+    the request by them) and the reply. The reply is held until the
+    requests waiting now have run (s_give_replies), so that the I/O thread
+    wakes once for them all and sends them as one message. */
+static void
+s_execute (worker_t *w, const uint8_t *header, size_t header_len, const uint8_t *payload,
+           size_t len)
 {
     int wrote = 0;
     atomic_fetch_add (&w->shared->requests, 1);
-    ProtobufCBinaryData reply
-        = s_dispatch (w, zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]), &wrote);
-    ((uint8_t *) zmq_msg_data (&frames[0]))[BUS_SIGNATURE_LEN] = BUS_WORKER_REPLY;
-    zmq_msg_close (&frames[1]);
-    if (zmq_msg_init_size (&frames[1], reply.len) == 0) {
-        if (reply.len)
-            memcpy (zmq_msg_data (&frames[1]), reply.data, reply.len);
-        if (s_handoff_give (&w->shared->to_io, &frames[0], &frames[1]))
-            log_error (NULL, "worker reply lost: the reply queue is full");
+    ProtobufCBinaryData reply = s_dispatch (w, payload, len, &wrote);
+    uint8_t reply_header[BUS_HEADER_MAX];
+    memcpy (reply_header, header, header_len);
+    reply_header[BUS_SIGNATURE_LEN] = BUS_WORKER_REPLY;
+    bus_batch_t *b = &w->replies;
+    if (reply.len <= BUS_BATCH_PAYLOAD && bus_batch_full (b, reply.len))
+        s_give_replies (w);
+    if (b->count == 0)
+        w->replies_since = clock_mono_us ();
+    if (reply.len > BUS_BATCH_PAYLOAD
+        || bus_batch_add (b, reply_header, header_len, reply.data, reply.len)) {
+        s_give_replies (w);
+        s_give (w, reply_header, header_len, reply.data, reply.len);
     }
-    else
-        zmq_msg_init (&frames[1]);
     arena_reset (w->arena);
     if (wrote && w->pub)
         outbox_pub_flush (w->pub);
+}
+
+/*  A message from the I/O thread: a REQUEST, or a BATCH of them (its
+    layout checked there); each entry is checked as if it came alone. */
+static void
+s_execute_message (worker_t *w, zmq_msg_t *frames)
+{
+    const uint8_t *data = zmq_msg_data (&frames[0]);
+    if (data[BUS_SIGNATURE_LEN] != BUS_WORKER_BATCH) {
+        s_execute (w, data, zmq_msg_size (&frames[0]), zmq_msg_data (&frames[1]),
+                   zmq_msg_size (&frames[1]));
+        return;
+    }
+    const uint8_t *entries = zmq_msg_data (&frames[1]), *header, *payload;
+    size_t size = zmq_msg_size (&frames[1]), at = 0, header_len, len;
+    while (bus_batch_next (entries, size, &at, &header, &header_len, &payload, &len)) {
+        bus_header_t h;
+        const char *why = bus_header_parse (header, header_len, BUS_FROM_BROKER, &h);
+        if (!why && (h.side != BUS_WORKER || h.command != BUS_WORKER_REQUEST))
+            why = "a batch holds something other than a REQUEST";
+        if (why) {
+            unsigned long suppressed;
+            if (log_limit_allow (&w->drop_log, &suppressed))
+                log_warn (NULL, "worker dropped a message reason=\"%s\" suppressed=%lu", why,
+                          suppressed);
+            continue;
+        }
+        if (w->replies.count && clock_mono_us () - w->replies_since >= REPLY_HOLD_US)
+            s_give_replies (w);
+        s_execute (w, header, header_len, payload, len);
+    }
 }
 
 /*  The service's periodic work, as a call without a caller. */
@@ -1009,12 +1097,15 @@ s_executor_actor (zsock_t *pipe, void *args)
             zmq_msg_t frames[MAX_FRAMES];
             int n = 0;
             while (n < HANDOFF_BATCH && s_handoff_take (requests, &frames[0], &frames[1])) {
-                s_execute (w, frames);
+                if (w->replies.count && clock_mono_us () - w->replies_since >= REPLY_HOLD_US)
+                    s_give_replies (w);
+                s_execute_message (w, frames);
                 s_close_frames (frames, MAX_FRAMES);
                 n++;
             }
             /*  Under steady load the queue may never be empty: publishing,
                 the periodic task and $TERM must still get their turn. */
+            s_give_replies (w);
             if (n == HANDOFF_BATCH)
                 s_handoff_signal (requests);
         }
@@ -1037,6 +1128,7 @@ out:
     bus_client_destroy (&w->client);
     s_table_free (w);
     arena_destroy (&w->arena);
+    bus_batch_fini (&w->replies);
     db_destroy (&w->db);
 }
 
@@ -1106,6 +1198,27 @@ s_reconnect (io_t *io, const char *why)
     s_connect (io);
 }
 
+static void
+s_io_dropped (io_t *io, const char *why)
+{
+    unsigned long suppressed;
+    if (log_limit_allow (&io->drop_log, &suppressed))
+        log_warn (NULL, "worker dropped a message reason=\"%s\" suppressed=%lu", why, suppressed);
+}
+
+/*  A request, as it came, goes to the executor, which answers with its
+    header. */
+static void
+s_to_executor (io_t *io, zmq_msg_t *header, zmq_msg_t *payload)
+{
+    if (s_handoff_give (&io->shared->to_executor, header, payload)) {
+        unsigned long suppressed;
+        if (log_limit_allow (&io->drop_log, &suppressed))
+            log_warn (NULL, "worker dropped a request: its queue is full suppressed=%lu",
+                      suppressed);
+    }
+}
+
 /*  Reads what the broker sent; requests go to the executor. Returns -1
     when the broker asked us to reconnect. */
 static int
@@ -1126,23 +1239,15 @@ s_from_broker (io_t *io)
                                             BUS_FROM_BROKER, &head);
         if (!why && (extra || count != head.frames || head.side != BUS_WORKER))
             why = "wrong number of frames or a client's command";
-        if (!why && head.command == BUS_WORKER_REQUEST) {
-            /*  As it came: the executor answers with this header. */
-            if (s_handoff_give (&io->shared->to_executor, &frames[0], &frames[1])) {
-                unsigned long suppressed;
-                if (log_limit_allow (&io->drop_log, &suppressed))
-                    log_warn (NULL, "worker dropped a request: its queue is full suppressed=%lu",
-                              suppressed);
-            }
-        }
+        if (!why && head.command == BUS_WORKER_BATCH)
+            why = bus_batch_check (zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]),
+                                   head.number);
+        if (!why && (head.command == BUS_WORKER_REQUEST || head.command == BUS_WORKER_BATCH))
+            s_to_executor (io, &frames[0], &frames[1]);
         else if (!why && head.command == BUS_WORKER_DISCONNECT)
             rc = -1;
-        else if (why) {
-            unsigned long suppressed;
-            if (log_limit_allow (&io->drop_log, &suppressed))
-                log_warn (NULL, "worker dropped a message reason=\"%s\" suppressed=%lu", why,
-                          suppressed);
-        }
+        else if (why)
+            s_io_dropped (io, why);
         s_close_frames (frames, count);
         if (rc)
             return rc;
@@ -1150,7 +1255,8 @@ s_from_broker (io_t *io)
     return 0;
 }
 
-/*  Replies from the executor go to the broker, as they are. */
+/*  Replies from the executor go to the broker as they are: a REPLY, or a
+    BATCH of them. */
 static void
 s_from_executor (io_t *io)
 {
@@ -1267,6 +1373,7 @@ bus_worker_start (const config_t *cfg, bus_service_t *service, void *context)
     w->context = context;
     w->shared = shared;
     w->started_at = clock_now_ms ();
+    w->drop_log.burst = 5;
     ulid_make (w->instance);
     io->cfg = cfg;
     io->service = service->name;

@@ -1,11 +1,15 @@
 /*  broker: see broker.h. A message from a peer is its routing id, one
-    header frame and, for requests and replies, one payload frame
-    (docs/bus.md). Payloads are received into zmq_msg_t and sent on with
-    zmq_msg_send, so a request's payload is never copied on its way from
-    client to worker and back, and never unpacked (except for the broker's
-    own mmi service). The header a worker gets is built once, when the
-    request arrives; a worker's REPLY header is that header with another
-    command byte, so matching it to a request in hand is one comparison. */
+    header frame and, for requests, replies and batches, one payload frame
+    (docs/bus.md). Payloads are never unpacked (except for the broker's own
+    mmi service). The header a worker gets is built once, when the request
+    arrives; a worker's REPLY header is that header with another command
+    byte, so matching it to a request in hand is one comparison.
+
+    What the broker sends a peer in one pass over its input (requests to a
+    worker, replies to a client) is collected per peer and sent when the
+    pass ends, as one BATCH when there are several: a message costs
+    ZeroMQ, the kernel and three processes far more than its bytes cost
+    us. Payloads too large to batch go alone and are never copied. */
 #include "broker.h"
 #include "bus.pb-c.h"
 #include "bus_proto.h"
@@ -26,6 +30,8 @@
 #define MAX_QUEUE 100000        /* requests waiting per service */
 #define SWEEP_MS 5              /* how often queued deadlines are checked */
 #define BATCH 10000             /* messages handled per wake-up, at most */
+#define PASS 64                 /* messages handled before what they produced is sent */
+#define SPARE_OUTS 64           /* collections kept for reuse */
 #define CLOCK_EVERY 64          /* messages handled between two readings of the clock */
 #define HEADER_AT (BUS_SIGNATURE_LEN + 1)   /* a header's fields start here */
 
@@ -72,6 +78,17 @@ struct worker_t {
     int64_t expiry;
 };
 
+/*  What this pass produced for one peer, not sent yet. */
+typedef struct out_t out_t;
+struct out_t {
+    uint64_t key;               /* s_peer_key of the address */
+    uint8_t address[256];
+    size_t address_len;
+    bus_side_t side;
+    bus_batch_t batch;
+    out_t *next;                /* in the broker's dirty or spare list */
+};
+
 typedef struct {
     const config_t *cfg;
     zsock_t *pipe;
@@ -81,7 +98,13 @@ typedef struct {
     zactor_t *auth;
     zhashx_t *services;         /* name -> service_t* */
     u64map_t *workers;          /* s_peer_key (routing id) -> worker_t* */
+    u64map_t *outs;             /* s_peer_key (routing id) -> out_t*, this pass */
+    out_t *dirty, *spare;
+    size_t n_spare;
     uint8_t peer_secret[crypto_shorthash_KEYBYTES];
+    uint8_t last_address[256];  /* the last routing id s_peer_key hashed */
+    size_t last_len;
+    uint64_t last_key;
     char instance[ULID_LEN + 1];
     int heartbeat_ms, liveness;
     int64_t now;                /* monotonic ms, read once per CLOCK_EVERY messages */
@@ -89,6 +112,7 @@ typedef struct {
     size_t queued;
     /* counters (mmi.stats) */
     uint64_t requests, replies, drops, expired, worker_losses, lost_requests;
+    uint64_t messages_in, messages_out;
     int64_t started_at;
     log_limit_t drop_log;
     /* canned replies */
@@ -128,17 +152,28 @@ s_canned (status_t status, const char *message)
 static uint64_t
 s_peer_key (broker_t *b, const void *address, size_t len)
 {
+    /*  Messages come and go in runs for one peer: remember the last. */
+    if (len == b->last_len && len && memcmp (address, b->last_address, len) == 0)
+        return b->last_key;
     unsigned char out[crypto_shorthash_BYTES];
     crypto_shorthash (out, address, len, b->peer_secret);
     uint64_t key;
     memcpy (&key, out, sizeof key);
-    return key ? key : 1;       /* u64map keys are never 0 */
+    key = key ? key : 1;        /* u64map keys are never 0 */
+    if (len <= sizeof b->last_address) {
+        memcpy (b->last_address, address, len);
+        b->last_len = len;
+        b->last_key = key;
+    }
+    return key;
 }
 
 static void
 s_send (broker_t *b, const void *data, size_t len, int more)
 {
     zmq_send (b->handle, data, len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+    if (!more)
+        b->messages_out++;
 }
 
 /*  Sends a frame whose content moves to ZeroMQ (msg is left empty). */
@@ -149,6 +184,138 @@ s_send_move (broker_t *b, zmq_msg_t *msg, int more)
         zmq_msg_close (msg);
         zmq_msg_init (msg);
     }
+    if (!more)
+        b->messages_out++;
+}
+
+/* --- what a pass produced, per peer --- */
+
+static void
+s_out_send (broker_t *b, out_t *o)
+{
+    if (o->batch.count) {
+        bus_batch_send (&o->batch, b->handle, o->side, o->address, o->address_len);
+        b->messages_out++;
+    }
+}
+
+/*  The collection for a peer, made when the pass has none yet. NULL when
+    memory is short: the caller then sends at once. */
+static out_t *
+s_out (broker_t *b, bus_side_t side, const uint8_t *address, size_t len, uint64_t key)
+{
+    out_t *o = u64map_get (b->outs, key);
+    if (o && (o->address_len != len || memcmp (o->address, address, len) != 0)) {
+        /*  Another peer with the same key: its collection goes now. */
+        s_out_send (b, o);
+        memcpy (o->address, address, len);
+        o->address_len = len;
+        o->side = side;
+        return o;
+    }
+    if (o)
+        return o;
+    if (len > sizeof o->address)
+        return NULL;
+    if (b->spare) {
+        o = b->spare;
+        b->spare = o->next;
+        b->n_spare--;
+    }
+    else if (!(o = calloc (1, sizeof *o)))
+        return NULL;
+    if (u64map_put (b->outs, key, o)) {
+        bus_batch_fini (&o->batch);
+        free (o);
+        return NULL;
+    }
+    o->key = key;
+    memcpy (o->address, address, len);
+    o->address_len = len;
+    o->side = side;
+    o->next = b->dirty;
+    b->dirty = o;
+    return o;
+}
+
+/*  The peer's collection, if this pass has one. */
+static out_t *
+s_out_find (broker_t *b, const uint8_t *address, size_t len, uint64_t key)
+{
+    out_t *o = u64map_get (b->outs, key);
+    if (o && o->address_len == len && memcmp (o->address, address, len) == 0)
+        return o;
+    return NULL;
+}
+
+/*  Sends what the pass collected for one peer, before something that must
+    come after it. */
+static void
+s_out_flush_peer (broker_t *b, const uint8_t *address, size_t len, uint64_t key)
+{
+    out_t *o = s_out_find (b, address, len, key);
+    if (o)
+        s_out_send (b, o);
+}
+
+/*  The end of a pass: every collection goes. */
+static void
+s_out_flush (broker_t *b)
+{
+    while (b->dirty) {
+        out_t *o = b->dirty;
+        b->dirty = o->next;
+        s_out_send (b, o);
+        u64map_remove (b->outs, o->key);
+        if (b->n_spare < SPARE_OUTS) {
+            o->next = b->spare;
+            b->spare = o;
+            b->n_spare++;
+        }
+        else {
+            bus_batch_fini (&o->batch);
+            free (o);
+        }
+    }
+}
+
+static void
+s_out_free_list (out_t *o)
+{
+    while (o) {
+        out_t *next = o->next;
+        bus_batch_fini (&o->batch);
+        free (o);
+        o = next;
+    }
+}
+
+/*  A REQUEST or REPLY for a peer: into its collection, or alone when too
+    large to batch (then after what was collected, and moved, not copied,
+    when `payload` holds it). */
+static void
+s_out_add (broker_t *b, bus_side_t side, const uint8_t *address, size_t address_len,
+           uint64_t key, const uint8_t *header, size_t header_len, zmq_msg_t *payload,
+           const void *bytes, size_t len)
+{
+    if (payload) {
+        bytes = zmq_msg_data (payload);
+        len = zmq_msg_size (payload);
+    }
+    out_t *o = len <= BUS_BATCH_PAYLOAD ? s_out (b, side, address, address_len, key) : NULL;
+    if (o) {
+        if (bus_batch_full (&o->batch, len))
+            s_out_send (b, o);
+        if (bus_batch_add (&o->batch, header, header_len, bytes, len) == 0)
+            return;
+    }
+    s_out_flush_peer (b, address, address_len, key);
+    s_send (b, address, address_len, 1);
+    s_send (b, header, header_len, 1);
+    if (payload)
+        s_send_move (b, payload, 0);
+    else
+        s_send (b, bytes, len, 0);
 }
 
 /*  A ROUTER drops a message to an unknown peer silently; with
@@ -167,12 +334,8 @@ s_client_reply (broker_t *b, const uint8_t *address, size_t address_len, const u
     size_t size = bus_header_build (header, &h, BUS_FROM_BROKER);
     if (!size)
         return;
-    s_send (b, address, address_len, 1);
-    s_send (b, header, size, 1);
-    if (payload)
-        s_send_move (b, payload, 0);
-    else
-        s_send (b, bytes, len, 0);
+    s_out_add (b, BUS_CLIENT, address, address_len, s_peer_key (b, address, address_len), header,
+               size, payload, bytes, len);
 }
 
 /*  Answers a request that will not reach a worker (or whose worker is
@@ -190,6 +353,7 @@ s_answer_from_header (broker_t *b, zmq_msg_t *header, service_t *s, ProtobufCBin
 static void
 s_worker_command (broker_t *b, const uint8_t *address, size_t address_len, uint8_t cmd)
 {
+    s_out_flush_peer (b, address, address_len, s_peer_key (b, address, address_len));
     uint8_t header[HEADER_AT];
     memcpy (header, BUS_WORKER_HEADER, BUS_SIGNATURE_LEN);
     header[BUS_SIGNATURE_LEN] = cmd;
@@ -330,9 +494,8 @@ s_dispatch (broker_t *b, service_t *s)
         zmq_msg_init (held);
         zmq_msg_copy (held, &r.header);
         w->n_held++;
-        s_send (b, w->address, w->address_len, 1);
-        s_send_move (b, &r.header, 1);
-        s_send_move (b, &r.payload, 0);
+        s_out_add (b, BUS_WORKER, w->address, w->address_len, w->key, zmq_msg_data (&r.header),
+                   zmq_msg_size (&r.header), &r.payload, NULL, 0);
         s_request_close (&r);
         s->in_flight++;
         if (w->n_held >= w->credit) {
@@ -401,6 +564,11 @@ s_worker_delete (broker_t *b, worker_t *w, int lost)
     service_t *s = w->service;
     if (w->waiting_handle)
         zlistx_delete (s->waiting, w->waiting_handle);
+    /*  Requests collected for it but not sent are in hand too: they are
+        answered below and must not reach the worker afterwards. */
+    out_t *o = s_out_find (b, w->address, w->address_len, w->key);
+    if (o)
+        bus_batch_reset (&o->batch);
     while (w->n_held) {
         if (lost) {
             s_answer_from_header (b, s_held (w, 0), s, &b->worker_lost);
@@ -465,24 +633,46 @@ s_worker_register (broker_t *b, zmq_msg_t *address, uint64_t key, const bus_head
     s_dispatch (b, s);
 }
 
+/*  A REPLY: its header's bytes, and its payload in `payload` or `bytes`. */
 static void
-s_worker_reply (broker_t *b, worker_t *w, zmq_msg_t *header, const bus_header_t *h,
-                zmq_msg_t *payload)
+s_worker_reply (broker_t *b, worker_t *w, const uint8_t *header, size_t header_len,
+                const bus_header_t *h, zmq_msg_t *payload, const void *bytes, size_t len)
 {
-    int i = s_held_find (w, zmq_msg_data (header), zmq_msg_size (header));
+    int i = s_held_find (w, header, header_len);
     if (i < 0) {
         s_drop (b, "reply to a request the worker does not hold", "worker");
         return;
     }
     service_t *s = w->service;
     s_client_reply (b, h->address, h->address_len, h->id, h->id_len, s->name, s->name_len,
-                    payload, NULL, 0);
+                    payload, bytes, len);
     s_held_remove (w, i);
     s->in_flight--;
     b->replies++;
     if (!w->waiting_handle)
         w->waiting_handle = zlistx_add_end (s->waiting, w);
     s_dispatch (b, s);
+}
+
+/*  The entries of a registered worker's BATCH, each as if it came alone:
+    only REPLYs may. */
+static void
+s_worker_batch (broker_t *b, worker_t *w, zmq_msg_t *entries)
+{
+    size_t at = 0, header_len, len;
+    const uint8_t *header, *payload;
+    const uint8_t *data = zmq_msg_data (entries);
+    size_t size = zmq_msg_size (entries);
+    while (bus_batch_next (data, size, &at, &header, &header_len, &payload, &len)) {
+        bus_header_t h;
+        const char *why = bus_header_parse (header, header_len, BUS_TO_BROKER, &h);
+        if (!why && (h.side != BUS_WORKER || h.command != BUS_WORKER_REPLY))
+            why = "a worker's batch holds something other than a REPLY";
+        if (why)
+            s_drop (b, why, "worker");
+        else
+            s_worker_reply (b, w, header, header_len, &h, NULL, payload, len);
+    }
 }
 
 /*  A message with a worker signature. `why` says what is wrong with its
@@ -520,7 +710,9 @@ s_on_worker (broker_t *b, zmq_msg_t *f, const bus_header_t *h, const char *why)
         }
     }
     else if (h->command == BUS_WORKER_REPLY)
-        s_worker_reply (b, w, &f[1], h, &f[2]);
+        s_worker_reply (b, w, zmq_msg_data (&f[1]), zmq_msg_size (&f[1]), h, &f[2], NULL, 0);
+    else if (h->command == BUS_WORKER_BATCH)
+        s_worker_batch (b, w, &f[2]);
     else if (h->command == BUS_WORKER_DISCONNECT) {
         log_info (NULL, "worker disconnected service=%s", w->service->name);
         s_worker_delete (b, w, 1);
@@ -531,10 +723,10 @@ s_on_worker (broker_t *b, zmq_msg_t *f, const bus_header_t *h, const char *why)
 /* --- the mmi service --- */
 
 static void
-s_mmi (broker_t *b, zmq_msg_t *client, const bus_header_t *h, zmq_msg_t *payload)
+s_mmi (broker_t *b, const uint8_t *client, size_t client_len, const bus_header_t *h,
+       const uint8_t *payload, size_t payload_len)
 {
-    Bus__Request *req = bus__request__unpack (NULL, zmq_msg_size (payload),
-                                              zmq_msg_data (payload));
+    Bus__Request *req = bus__request__unpack (NULL, payload_len, payload);
     Bus__Reply reply = BUS__REPLY__INIT;
     uint8_t *body = NULL;
     if (!req) {
@@ -576,6 +768,8 @@ s_mmi (broker_t *b, zmq_msg_t *client, const bus_header_t *h, zmq_msg_t *payload
         st.events = atomic_load (&s_events);
         st.workers = u64map_size (b->workers);
         st.started_at = b->started_at;
+        st.messages_in = b->messages_in;
+        st.messages_out = b->messages_out;
         reply.body.len = bus__mmi_stats__get_packed_size (&st);
         body = malloc (reply.body.len + 1);
         bus__mmi_stats__pack (&st, body);
@@ -588,8 +782,8 @@ s_mmi (broker_t *b, zmq_msg_t *client, const bus_header_t *h, zmq_msg_t *payload
     size_t len = bus__reply__get_packed_size (&reply);
     uint8_t *buf = malloc (len + 1);
     bus__reply__pack (&reply, buf);
-    s_client_reply (b, zmq_msg_data (client), zmq_msg_size (client), h->id, h->id_len,
-                    BUS_MMI_SERVICE, strlen (BUS_MMI_SERVICE), NULL, buf, len);
+    s_client_reply (b, client, client_len, h->id, h->id_len, BUS_MMI_SERVICE,
+                    strlen (BUS_MMI_SERVICE), NULL, buf, len);
     free (buf);
     free (body);
     if (req)
@@ -614,20 +808,20 @@ s_client_heartbeat (broker_t *b, zmq_msg_t *client, const bus_header_t *h)
                            .nonce_len = h->nonce_len};
     uint8_t header[BUS_HEADER_MAX];
     size_t size = bus_header_build (header, &answer, BUS_FROM_BROKER);
-    s_send (b, zmq_msg_data (client), zmq_msg_size (client), 1);
+    /*  After the replies this pass made for the client (docs/bus.md §8.3). */
+    const uint8_t *address = zmq_msg_data (client);
+    size_t len = zmq_msg_size (client);
+    s_out_flush_peer (b, address, len, s_peer_key (b, address, len));
+    s_send (b, address, len, 1);
     s_send (b, header, size, 0);
 }
 
+/*  A client's REQUEST, alone (`payload` holds the payload, which moves to
+    the queue) or from a batch (`bytes`, copied). */
 static void
-s_on_client (broker_t *b, zmq_msg_t *f, const bus_header_t *h)
+s_client_request (broker_t *b, const uint8_t *client, size_t client_len, const bus_header_t *h,
+                  zmq_msg_t *payload, const uint8_t *bytes, size_t bytes_len)
 {
-    const uint8_t *client = zmq_msg_data (&f[0]);
-    size_t client_len = zmq_msg_size (&f[0]);
-    if (h->command == BUS_CLIENT_HEARTBEAT) {
-        s_client_heartbeat (b, &f[0], h);
-        return;
-    }
-    /*  A REQUEST: f[1] header, f[2] payload. */
     if (h->id_len == 0 || h->id_len > BUS_ID_MAX) {
         s_drop (b, "request id not 1..32 bytes", "client");
         return;
@@ -646,8 +840,12 @@ s_on_client (broker_t *b, zmq_msg_t *f, const bus_header_t *h)
     char name[BUS_SERVICE_MAX + 1];
     memcpy (name, h->service, h->service_len);
     name[h->service_len] = 0;
+    if (payload) {
+        bytes = zmq_msg_data (payload);
+        bytes_len = zmq_msg_size (payload);
+    }
     if (strcmp (name, BUS_MMI_SERVICE) == 0) {
-        s_mmi (b, &f[0], h, &f[2]);
+        s_mmi (b, client, client_len, h, bytes, bytes_len);
         return;
     }
     service_t *s = s_service (b, name, 1, 0);
@@ -671,8 +869,20 @@ s_on_client (broker_t *b, zmq_msg_t *f, const bus_header_t *h)
         return;
     }
     memcpy (zmq_msg_data (&r.header), header, size);
-    zmq_msg_init (&r.payload);
-    zmq_msg_move (&r.payload, &f[2]);
+    if (payload) {
+        zmq_msg_init (&r.payload);
+        zmq_msg_move (&r.payload, payload);
+    }
+    else if (zmq_msg_init_size (&r.payload, bytes_len) == 0) {
+        if (bytes_len)
+            memcpy (zmq_msg_data (&r.payload), bytes, bytes_len);
+    }
+    else {
+        zmq_msg_close (&r.header);
+        s_client_reply (b, client, client_len, h->id, h->id_len, name, h->service_len, NULL,
+                        b->queue_full.data, b->queue_full.len);
+        return;
+    }
     r.deadline = b->now + (int64_t) h->number;
     if (s_queue_push (&s->queue, &r)) {
         s_request_close (&r);
@@ -686,15 +896,51 @@ s_on_client (broker_t *b, zmq_msg_t *f, const bus_header_t *h)
     s_dispatch (b, s);
 }
 
+static void
+s_on_client (broker_t *b, zmq_msg_t *f, const bus_header_t *h)
+{
+    const uint8_t *client = zmq_msg_data (&f[0]);
+    size_t client_len = zmq_msg_size (&f[0]);
+    if (h->command == BUS_CLIENT_HEARTBEAT) {
+        s_client_heartbeat (b, &f[0], h);
+        return;
+    }
+    if (h->command == BUS_CLIENT_REQUEST) {
+        s_client_request (b, client, client_len, h, &f[2], NULL, 0);
+        return;
+    }
+    /*  A BATCH, checked: its entries, each as if it came alone. */
+    const uint8_t *data = zmq_msg_data (&f[2]), *header, *payload;
+    size_t size = zmq_msg_size (&f[2]), at = 0, header_len, len;
+    while (bus_batch_next (data, size, &at, &header, &header_len, &payload, &len)) {
+        bus_header_t eh;
+        const char *why = bus_header_parse (header, header_len, BUS_TO_BROKER, &eh);
+        if (!why && (eh.side != BUS_CLIENT || eh.command != BUS_CLIENT_REQUEST))
+            why = "a client's batch holds something other than a REQUEST";
+        if (why)
+            s_drop (b, why, "client");
+        else
+            s_client_request (b, client, client_len, &eh, NULL, payload, len);
+    }
+}
+
 /* --- receiving --- */
 
-/*  A peer of the first version sends an empty frame, then PBC01 or PBW01. */
-static int
-s_version_one (zmq_msg_t *f, int count)
+/*  Why a peer of an earlier version is not answered, or NULL. Version 1
+    sends an empty frame, then PBC01 or PBW01; version 2 starts its header
+    with PBC02 or PBW02. */
+static const char *
+s_old_version (zmq_msg_t *f, int count)
 {
-    return count >= 3 && zmq_msg_size (&f[1]) == 0 && zmq_msg_size (&f[2]) == 5
-           && (memcmp (zmq_msg_data (&f[2]), "PBC01", 5) == 0
-               || memcmp (zmq_msg_data (&f[2]), "PBW01", 5) == 0);
+    if (count >= 3 && zmq_msg_size (&f[1]) == 0 && zmq_msg_size (&f[2]) == 5
+        && (memcmp (zmq_msg_data (&f[2]), "PBC01", 5) == 0
+            || memcmp (zmq_msg_data (&f[2]), "PBW01", 5) == 0))
+        return "protocol version 1 (PBC01, PBW01) is not spoken here";
+    if (count >= 2 && zmq_msg_size (&f[1]) >= 5
+        && (memcmp (zmq_msg_data (&f[1]), "PBC02", 5) == 0
+            || memcmp (zmq_msg_data (&f[1]), "PBW02", 5) == 0))
+        return "protocol version 2 (PBC02, PBW02) is not spoken here";
+    return NULL;
 }
 
 /*  Reads one message from the ROUTER and acts on it. 0 when none waited. */
@@ -720,20 +966,23 @@ s_receive_one (broker_t *b)
             extra = 1;
         }
     }
+    b->messages_in++;
     bus_header_t h;
-    const char *why = NULL;
+    const char *why = NULL, *old = s_old_version (f, count);
     if (count >= 2)
         why = bus_header_parse (zmq_msg_data (&f[1]), zmq_msg_size (&f[1]), BUS_TO_BROKER, &h);
     if (count < 2)
         s_drop (b, "no header frame", "peer");
-    else if (s_version_one (f, count))
-        s_drop (b, "protocol version 1 (PBC01, PBW01) is not spoken here", "peer");
+    else if (old)
+        s_drop (b, old, "peer");
     else if (why && !h.side)
         s_drop (b, why, "peer");
     else {
         if (!why && (extra || count != 1 + h.frames))
             why = h.frames == 1 ? "the command has a header frame only"
                                 : "the command has a header and a payload frame";
+        if (!why && (h.command == BUS_CLIENT_BATCH || h.command == BUS_WORKER_BATCH))
+            why = bus_batch_check (zmq_msg_data (&f[2]), zmq_msg_size (&f[2]), h.number);
         if (h.side == BUS_WORKER)
             s_on_worker (b, f, &h, why);
         else if (why)
@@ -903,6 +1152,9 @@ s_broker_destroy (broker_t *b)
         u64map_destroy (&b->workers);
     }
     zhashx_destroy (&b->services);
+    s_out_free_list (b->dirty);
+    s_out_free_list (b->spare);
+    u64map_destroy (&b->outs);
     zsock_destroy (&b->router);
     zactor_destroy (&b->auth);
     free (b->no_worker.data);
@@ -985,6 +1237,8 @@ s_broker_actor (zsock_t *pipe, void *args)
             for (int n = 0; n < BATCH; n++) {
                 if (n % CLOCK_EVERY == 0)
                     b->now = clock_mono_ms ();
+                if (n % PASS == PASS - 1)
+                    s_out_flush (b);
                 if (!s_receive_one (b))
                     break;
             }
@@ -997,6 +1251,7 @@ s_broker_actor (zsock_t *pipe, void *args)
             s_sweep (b, now);
             b->sweep_at = now + SWEEP_MS;
         }
+        s_out_flush (b);
     }
     log_info (NULL, "broker stopping requests=%llu replies=%llu drops=%llu",
               (unsigned long long) b->requests, (unsigned long long) b->replies,
@@ -1026,6 +1281,7 @@ broker_start (const config_t *cfg)
     b->services = zhashx_new ();
     zhashx_set_destructor (b->services, s_service_free);
     b->workers = u64map_new ();
+    b->outs = u64map_new ();
     randombytes_buf (b->peer_secret, sizeof b->peer_secret);
     b->started_at = clock_now_ms ();
     b->drop_log.burst = 5;
@@ -1036,7 +1292,7 @@ broker_start (const config_t *cfg)
     b->too_many_services = s_canned (ST_UNAVAILABLE, "the broker knows too many services");
     b->bad_request = s_canned (ST_BAD_REQUEST,
                                "bad service name (a-z, 0-9, _ and -) or time-to-live (1..600000 ms)");
-    zactor_t *actor = b->workers ? zactor_new (s_broker_actor, b) : NULL;
+    zactor_t *actor = b->workers && b->outs ? zactor_new (s_broker_actor, b) : NULL;
     if (!actor) {
         s_broker_destroy (b);
         return NULL;

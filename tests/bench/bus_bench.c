@@ -71,6 +71,10 @@ struct driver_t {
     /*  Waits for replies until `until` (monotonic ns) at most, and reports
         each through s_complete. May return early. */
     void (*pump) (driver_t *d, int64_t until);
+    /*  Optional: around a burst of issue() calls, so that a transport
+        that can send them together does (NULL: each goes alone). */
+    void (*hold) (driver_t *d);
+    void (*release) (driver_t *d);
     run_t *run;
 };
 
@@ -99,6 +103,9 @@ typedef struct {
         this process (the client, and the direct echo thread), the broker,
         the workers together. */
     double cpu_client_us, cpu_broker_us, cpu_workers_us;
+    /*  ZeroMQ messages the broker received and sent per request (4 when
+        nothing is batched), from mmi.stats; 0 when not through the broker. */
+    double messages_per_request;
 } result_t;
 
 static void
@@ -208,6 +215,8 @@ s_closed_loop (driver_t *d, int window, double measure_s)
         int64_t now = s_now_ns ();
         if (now >= run->until)
             break;
+        if (d->hold)
+            d->hold (d);
         while (run->n_free) {
             uint32_t slot = run->free_slots[--run->n_free];
             if (s_issue (d, run, slot, s_now_ns ())) {
@@ -215,6 +224,8 @@ s_closed_loop (driver_t *d, int window, double measure_s)
                 break;
             }
         }
+        if (d->release)
+            d->release (d);
         d->pump (d, run->until);
     }
     s_drain (d, run);
@@ -240,6 +251,8 @@ s_fixed_rate (driver_t *d, double rate, double measure_s)
         int64_t now = s_now_ns ();
         if (now >= run->until)
             break;
+        if (d->hold)
+            d->hold (d);
         while (next <= now && next < run->until) {
             uint32_t slot = (uint32_t) (sent % RING);
             if (run->busy[slot])
@@ -249,6 +262,8 @@ s_fixed_rate (driver_t *d, double rate, double measure_s)
             sent++;
             next = t0 + (int64_t) ((double) sent * interval);
         }
+        if (d->release)
+            d->release (d);
         d->pump (d, next < run->until ? next : run->until);
     }
     s_drain (d, run);
@@ -307,6 +322,18 @@ s_bus_issue (driver_t *base, uint32_t slot)
                : -1;
 }
 
+static void
+s_bus_hold (driver_t *base)
+{
+    bus_client_batch_begin (((bus_driver_t *) base)->client);
+}
+
+static void
+s_bus_release (driver_t *base)
+{
+    bus_client_batch_end (((bus_driver_t *) base)->client);
+}
+
 /*  As the gateway does it: process, poll the descriptor, process. The
     descriptor is edge-style, so we only wait after a process() found
     nothing. */
@@ -344,6 +371,8 @@ s_bus_driver_new (const config_t *cfg)
     }
     d->base.issue = s_bus_issue;
     d->base.pump = s_bus_pump;
+    d->base.hold = s_bus_hold;
+    d->base.release = s_bus_release;
     return d;
 }
 
@@ -727,6 +756,38 @@ s_cpu_mark (bench_stack_t *st)
     return m;
 }
 
+/*  The broker's counters: requests, and messages in and out. */
+typedef struct {
+    uint64_t requests, messages;
+} mmi_mark_t;
+
+static mmi_mark_t
+s_mmi_mark (bus_client_t *client)
+{
+    mmi_mark_t m = {0, 0};
+    arena_t *arena = arena_new ();
+    Bus__MmiStats *st = NULL;
+    bus_call_opts_t opts = {.timeout_ms = 5000};
+    if (arena
+        && bus_client_call (client, "mmi", "mmi.stats", NULL, &opts, &bus__mmi_stats__descriptor,
+                            arena, (ProtobufCMessage **) &st, NULL)
+               == ST_OK) {
+        m.requests = st->requests;
+        m.messages = st->messages_in + st->messages_out;
+    }
+    arena_destroy (&arena);
+    return m;
+}
+
+static void
+s_mmi_charge (result_t *r, mmi_mark_t before, mmi_mark_t after)
+{
+    /*  The second mmi.stats call is one request and two messages. */
+    uint64_t requests = after.requests - before.requests - 1;
+    uint64_t messages = after.messages - before.messages - 2;
+    r->messages_per_request = requests ? (double) messages / (double) requests : 0;
+}
+
 static void
 s_cpu_charge (result_t *r, cpu_mark_t before, cpu_mark_t after)
 {
@@ -854,9 +915,11 @@ s_measure_broker (transport_t *t, int workers, int with_fixed)
         goto out;
     pair_t *p = &t->broker[workers];
     p->sync = s_closed_loop (&d->base, 1, s_run_s);
+    mmi_mark_t counted = s_mmi_mark (d->client);
     cpu_mark_t before = s_cpu_mark (&st);
     p->async = s_closed_loop (&d->base, WINDOW_ASYNC, s_run_s);
     s_cpu_charge (&p->async, before, s_cpu_mark (&st));
+    s_mmi_charge (&p->async, counted, s_mmi_mark (d->client));
     p->have = 1;
     if (with_fixed) {
         t->fixed = s_fixed_rate (&d->base, FIXED_RATE, s_fixed_s);
@@ -957,10 +1020,12 @@ s_one (const char *transport, int workers, double seconds, double rate)
         && (d = s_bus_driver_new (st.h.cfg))) {
         printf ("bus_bench: the stack is up (broker pid %d); running for %.1f s\n",
                 (int) st.h.pids[0], seconds);
+        mmi_mark_t counted = s_mmi_mark (d->client);
         cpu_mark_t before = s_cpu_mark (&st);
         result_t r = rate > 0 ? s_fixed_rate (&d->base, rate, s_run_s)
                               : s_closed_loop (&d->base, WINDOW_ASYNC, s_run_s);
         s_cpu_charge (&r, before, s_cpu_mark (&st));
+        s_mmi_charge (&r, counted, s_mmi_mark (d->client));
         if (rate > 0)
             printf ("  %.0f req/s offered: achieved %.0f/s, p50 %.1f us, p90 %.1f us, p99 %.1f us,"
                     " p99.9 %.1f us, max %.1f us%s\n",
@@ -970,8 +1035,9 @@ s_one (const char *transport, int workers, double seconds, double rate)
             s_header ();
             s_row (s_label (t.name), "broker", workers == 1 ? "1" : "2", WINDOW_ASYNC, &r, NULL);
         }
-        printf ("  cpu us/request: client %.1f, broker %.1f, workers %.1f\n", r.cpu_client_us,
-                r.cpu_broker_us, r.cpu_workers_us);
+        printf ("  cpu us/request: client %.1f, broker %.1f, workers %.1f; broker messages per"
+                " request %.2f (4 unbatched)\n",
+                r.cpu_client_us, r.cpu_broker_us, r.cpu_workers_us, r.messages_per_request);
         rc = 0;
     }
     s_bus_driver_destroy (&d);
@@ -1060,10 +1126,12 @@ main (int argc, char **argv)
 
     if (!failed) {
         printf ("\ncpu time per request, async runs (all threads of each process, warm-up and\n"
-                "  drain included); the last column is what %ld cores could do at most:\n",
+                "  drain included); \"bound\" is what %ld cores could do at most; msgs/req is\n"
+                "  the ZeroMQ messages the broker received and sent per request (4 if nothing\n"
+                "  were batched, docs/bus.md 6.8):\n",
                 sysconf (_SC_NPROCESSORS_ONLN));
-        printf ("  %-10s %-7s %-7s %10s %10s %10s %10s %12s\n", "transport", "path", "workers",
-                "client us", "broker us", "workers us", "total us", "bound req/s");
+        printf ("  %-10s %-7s %-7s %10s %10s %10s %10s %12s %9s\n", "transport", "path", "workers",
+                "client us", "broker us", "workers us", "total us", "bound req/s", "msgs/req");
         for (int i = 0; i < 3; i++) {
             transport_t *t = &transports[i];
             for (int w = -1; w <= 2; w++) {
@@ -1076,11 +1144,15 @@ main (int argc, char **argv)
                 char workers[8] = "-";
                 if (w > 0)
                     snprintf (workers, sizeof workers, "%d", w);
-                printf ("  %-10s %-7s %-7s %10.1f %10.1f %10.1f %10.1f %12.0f\n",
+                char msgs[16] = "-";
+                if (w > 0)
+                    snprintf (msgs, sizeof msgs, "%.2f", r->messages_per_request);
+                printf ("  %-10s %-7s %-7s %10.1f %10.1f %10.1f %10.1f %12.0f %9s\n",
                         s_label (t->name), w < 0 ? "direct" : w == 0 ? "direct*" : "broker",
                         workers, r->cpu_client_us,
                         r->cpu_broker_us, r->cpu_workers_us, total,
-                        total > 0 ? 1e6 * (double) sysconf (_SC_NPROCESSORS_ONLN) / total : 0);
+                        total > 0 ? 1e6 * (double) sysconf (_SC_NPROCESSORS_ONLN) / total : 0,
+                        msgs);
             }
         }
     }
