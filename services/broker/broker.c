@@ -1237,7 +1237,7 @@ s_broker_actor (zsock_t *pipe, void *args)
             for (int n = 0; n < BATCH; n++) {
                 if (n % CLOCK_EVERY == 0)
                     b->now = clock_mono_ms ();
-                if (n % PASS == PASS - 1)
+                if (n > 0 && n % PASS == 0)
                     s_out_flush (b);
                 if (!s_receive_one (b))
                     break;
