@@ -53,6 +53,9 @@ struct gw_t {
     bus_client_t *bus;
     ev_io bus_io;
     ev_timer bus_timer;         /* the client's next deadline, or a kick */
+    ev_check bus_hold;          /* each loop turn: the bus calls it starts... */
+    ev_prepare bus_release;     /* ...leave together before the loop sleeps */
+    int bus_held;
     zsock_t *sub;               /* events from the broker's XPUB */
     ev_io sub_io;
     ev_timer sub_timer;         /* more events waiting than one wake takes */

@@ -45,6 +45,34 @@ s_bus_readable (struct ev_loop *loop, ev_io *io, int revents)
     s_bus_service (io->data);
 }
 
+/*  A turn of the loop may handle many HTTP requests and WebSocket frames,
+    each starting a bus call: they are collected from the turn's start
+    (the check watcher, run first) and leave as one message before the
+    loop sleeps again (the prepare watcher), docs/bus.md §10.3. */
+static void
+s_bus_hold (struct ev_loop *loop, ev_check *check, int revents)
+{
+    (void) loop;
+    (void) revents;
+    gw_t *gw = check->data;
+    if (!gw->bus_held) {
+        bus_client_batch_begin (gw->bus);
+        gw->bus_held = 1;
+    }
+}
+
+static void
+s_bus_release (struct ev_loop *loop, ev_prepare *prepare, int revents)
+{
+    (void) loop;
+    (void) revents;
+    gw_t *gw = prepare->data;
+    if (gw->bus_held) {
+        gw->bus_held = 0;
+        bus_client_batch_end (gw->bus);
+    }
+}
+
 /*  At the loop's next turn rather than now: the caller may be in the
     middle of a callback of the bus client itself. */
 void
@@ -118,8 +146,16 @@ gw_loop_start (gw_t *gw)
     gw->sub_io.data = gw;
     ev_timer_init (&gw->sub_timer, s_sub_timer, 0., 0.);
     gw->sub_timer.data = gw;
+    ev_check_init (&gw->bus_hold, s_bus_hold);
+    gw->bus_hold.data = gw;
+    ev_set_priority (&gw->bus_hold, EV_MAXPRI);
+    ev_prepare_init (&gw->bus_release, s_bus_release);
+    gw->bus_release.data = gw;
+    ev_set_priority (&gw->bus_release, EV_MINPRI);
     ev_io_start (gw->loop, &gw->bus_io);
     ev_io_start (gw->loop, &gw->sub_io);
+    ev_check_start (gw->loop, &gw->bus_hold);
+    ev_prepare_start (gw->loop, &gw->bus_release);
     /*  Whatever arrived before we watched is behind an edge already seen. */
     gw_bus_kick (gw);
     gw_timer_after (gw, &gw->sub_timer, 0);
@@ -131,6 +167,12 @@ gw_loop_stop (gw_t *gw)
 {
     ev_io_stop (gw->loop, &gw->bus_io);
     ev_io_stop (gw->loop, &gw->sub_io);
+    ev_check_stop (gw->loop, &gw->bus_hold);
+    ev_prepare_stop (gw->loop, &gw->bus_release);
+    if (gw->bus_held) {
+        gw->bus_held = 0;
+        bus_client_batch_end (gw->bus);
+    }
     ev_timer_stop (gw->loop, &gw->bus_timer);
     ev_timer_stop (gw->loop, &gw->sub_timer);
 }
