@@ -436,11 +436,14 @@ bus_client_batch_begin (bus_client_t *self)
     self->held++;
 }
 
-void
+int
 bus_client_batch_end (bus_client_t *self)
 {
-    if (self->held > 0 && --self->held == 0)
+    if (self->held > 0 && --self->held == 0 && self->out.count) {
         s_flush (self);
+        return 1;
+    }
+    return 0;
 }
 
 int
@@ -804,6 +807,9 @@ bus_client_call (bus_client_t *self, const char *service, const char *method,
         int wait = bus_client_process (self);
         if (sync.done)
             break;
+        /*  Inside a batch, what the processing started (our retry among
+            it) would wait for the batch's end. */
+        s_flush (self);
         zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
         if (zmq_poll (&item, 1, wait) < 0 && errno == EINTR && zsys_interrupted) {
             bus_client_cancel (self, id);

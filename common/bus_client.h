@@ -59,7 +59,10 @@ uint64_t bus_client_send (bus_client_t *self, const char *service, const char *m
     that starts several calls at once. Calls started from reply callbacks
     inside bus_client_process are collected the same way. */
 void bus_client_batch_begin (bus_client_t *self);
-void bus_client_batch_end (bus_client_t *self);
+/*  1 when it sent something: sending may hide the arrival of replies from
+    the descriptor's edge, so an owner that polls the descriptor then runs
+    bus_client_process once more (the gateway at its loop's next turn). */
+int bus_client_batch_end (bus_client_t *self);
 
 /*  Forgets a call: its callback will not be called. */
 void bus_client_cancel (bus_client_t *self, uint64_t id);

@@ -657,8 +657,11 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
         return s_pack_reply (&call, NULL);
     }
     call.method = m;
-    /*  Replies held for company do not wait behind a slow method. */
-    if (w->replies.count && m->calls && m->total_us / m->calls > SLOW_US)
+    /*  Replies held for company do not wait behind a method that may be
+        slow: a write (a transaction, perhaps calls to other services), one
+        not run before, or one slow on average. */
+    if (w->replies.count
+        && ((m->flags & BUS_WRITE) || !m->calls || m->total_us / m->calls > SLOW_US))
         s_give_replies (w);
     int64_t t0 = clock_mono_us ();
     void *reply_msg = NULL;
@@ -977,6 +980,8 @@ s_execute (worker_t *w, const uint8_t *header, size_t header_len, const uint8_t 
            size_t len)
 {
     int wrote = 0;
+    if (header_len > BUS_HEADER_MAX)
+        return;     /* refused by the I/O thread and bus_batch_check already */
     atomic_fetch_add (&w->shared->requests, 1);
     ProtobufCBinaryData reply = s_dispatch (w, payload, len, &wrote);
     uint8_t reply_header[BUS_HEADER_MAX];
@@ -1015,6 +1020,8 @@ s_execute_message (worker_t *w, zmq_msg_t *frames)
         const char *why = bus_header_parse (header, header_len, BUS_FROM_BROKER, &h);
         if (!why && (h.side != BUS_WORKER || h.command != BUS_WORKER_REQUEST))
             why = "a batch holds something other than a REQUEST";
+        if (!why && (h.id_len == 0 || h.id_len > BUS_ID_MAX || h.address_len == 0))
+            why = "a REQUEST with an id of 0 or more than 32 bytes, or no client address";
         if (why) {
             unsigned long suppressed;
             if (log_limit_allow (&w->drop_log, &suppressed))
@@ -1239,6 +1246,13 @@ s_from_broker (io_t *io)
                                             BUS_FROM_BROKER, &head);
         if (!why && (extra || count != head.frames || head.side != BUS_WORKER))
             why = "wrong number of frames or a client's command";
+        /*  What a REQUEST's header may hold (docs/bus.md §3): the executor
+            answers with a copy of it. A BATCH's entries are held to the
+            same by bus_batch_check and the executor. */
+        if (!why && head.command == BUS_WORKER_REQUEST
+            && (zmq_msg_size (&frames[0]) > BUS_HEADER_MAX || head.id_len == 0
+                || head.id_len > BUS_ID_MAX || head.address_len == 0))
+            why = "a REQUEST with an id of 0 or more than 32 bytes, or no client address";
         if (!why && head.command == BUS_WORKER_BATCH)
             why = bus_batch_check (zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]),
                                    head.number);

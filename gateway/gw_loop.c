@@ -69,7 +69,9 @@ s_bus_release (struct ev_loop *loop, ev_prepare *prepare, int revents)
     gw_t *gw = prepare->data;
     if (gw->bus_held) {
         gw->bus_held = 0;
-        bus_client_batch_end (gw->bus);
+        /*  Sending may have taken the edge of replies already there. */
+        if (bus_client_batch_end (gw->bus))
+            gw_bus_kick (gw);
     }
 }
 
