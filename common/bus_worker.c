@@ -84,6 +84,7 @@ struct worker_t {
         together, as one message. */
     bus_batch_t replies;
     int64_t replies_since;      /* monotonic us of the first */
+    int64_t now_us;             /* monotonic us when the last handler ended */
     log_limit_t drop_log;
 };
 
@@ -753,7 +754,8 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
 done:
     out = s_pack_reply (&call, NULL);
 count:;
-    int64_t us = clock_mono_us () - t0;
+    w->now_us = clock_mono_us ();
+    int64_t us = w->now_us - t0;
     m->calls++;
     if (call.status != ST_OK)
         m->errors++;
@@ -991,7 +993,7 @@ s_execute (worker_t *w, const uint8_t *header, size_t header_len, const uint8_t 
     if (reply.len <= BUS_BATCH_PAYLOAD && bus_batch_full (b, reply.len))
         s_give_replies (w);
     if (b->count == 0)
-        w->replies_since = clock_mono_us ();
+        w->replies_since = w->now_us;
     if (reply.len > BUS_BATCH_PAYLOAD
         || bus_batch_add (b, reply_header, header_len, reply.data, reply.len)) {
         s_give_replies (w);
@@ -1029,7 +1031,7 @@ s_execute_message (worker_t *w, zmq_msg_t *frames)
                           suppressed);
             continue;
         }
-        if (w->replies.count && clock_mono_us () - w->replies_since >= REPLY_HOLD_US)
+        if (w->replies.count && w->now_us - w->replies_since >= REPLY_HOLD_US)
             s_give_replies (w);
         s_execute (w, header, header_len, payload, len);
     }
@@ -1104,7 +1106,7 @@ s_executor_actor (zsock_t *pipe, void *args)
             zmq_msg_t frames[MAX_FRAMES];
             int n = 0;
             while (n < HANDOFF_BATCH && s_handoff_take (requests, &frames[0], &frames[1])) {
-                if (w->replies.count && clock_mono_us () - w->replies_since >= REPLY_HOLD_US)
+                if (w->replies.count && w->now_us - w->replies_since >= REPLY_HOLD_US)
                     s_give_replies (w);
                 s_execute_message (w, frames);
                 s_close_frames (frames, MAX_FRAMES);

@@ -2,18 +2,46 @@
 #include "clock.h"
 
 #include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+/*  The hook's file, looked up once (getenv walks the whole environment,
+    and the time is read for every request): 0 not yet, 1 none, 2 s_path. */
+static atomic_int s_state;
+static char s_path[4096];
+static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void
+clock_test_reload (void)
+{
+    pthread_mutex_lock (&s_lock);
+    atomic_store (&s_state, 0);
+    pthread_mutex_unlock (&s_lock);
+}
+
 static int64_t
 s_test_offset (void)
 {
-    const char *path = getenv ("PARTA_TEST_CLOCK_FILE");
-    if (!path || !*path)
+    int state = atomic_load (&s_state);
+    if (state == 0) {
+        pthread_mutex_lock (&s_lock);
+        state = atomic_load (&s_state);
+        if (state == 0) {
+            const char *path = getenv ("PARTA_TEST_CLOCK_FILE");
+            state = path && *path && strlen (path) < sizeof s_path ? 2 : 1;
+            if (state == 2)
+                memcpy (s_path, path, strlen (path) + 1);
+            atomic_store (&s_state, state);
+        }
+        pthread_mutex_unlock (&s_lock);
+    }
+    if (state != 2)
         return 0;
-    FILE *f = fopen (path, "r");
+    FILE *f = fopen (s_path, "r");
     if (!f)
         return 0;
     long long off = 0;

@@ -80,6 +80,7 @@ s_teardown (void **state)
     fixture_t *fx = *state;
     s_clock_set (fx, 0);
     unsetenv ("PARTA_TEST_CLOCK_FILE");
+    clock_test_reload ();
     bus_client_destroy (&fx->client);
     zsock_destroy (&fx->sub);
     arena_destroy (&fx->arena);
@@ -112,6 +113,7 @@ s_setup (void **state)
     snprintf (fx->clock_env, sizeof fx->clock_env, "PARTA_TEST_CLOCK_FILE=%s", fx->clock_file);
     fx->h.extra_env[0] = fx->clock_env;
     setenv ("PARTA_TEST_CLOCK_FILE", fx->clock_file, 1);
+    clock_test_reload ();
     /*  Subscribed before identity starts, so nothing it publishes is missed
         once the path is up (see s_events_ready). */
     fx->sub = zsock_new (ZMQ_SUB);

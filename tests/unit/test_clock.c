@@ -210,6 +210,7 @@ s_clock_teardown (void **state)
 {
     (void) state;
     unsetenv ("PARTA_TEST_CLOCK_FILE");
+    clock_test_reload ();
     unlink (s_file);
     return rmdir (s_dir);
 }
@@ -249,9 +250,11 @@ test_clock_file_offset (void **state)
 {
     (void) state;
     unsetenv ("PARTA_TEST_CLOCK_FILE");
+    clock_test_reload ();
     s_assert_shifted (0);
 
     setenv ("PARTA_TEST_CLOCK_FILE", s_file, 1);
+    clock_test_reload ();
     s_write_offset ("86400000\n");
     s_assert_shifted (86400000);
     /*  the file is read each time: a running service follows it */
@@ -268,6 +271,7 @@ test_clock_file_offset (void **state)
     unlink (s_file);
     s_assert_shifted (0);
     setenv ("PARTA_TEST_CLOCK_FILE", "", 1);
+    clock_test_reload ();
     s_assert_shifted (0);
 }
 
@@ -276,6 +280,7 @@ test_mono_not_shifted (void **state)
 {
     (void) state;
     setenv ("PARTA_TEST_CLOCK_FILE", s_file, 1);
+    clock_test_reload ();
     s_write_offset ("86400000");
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);

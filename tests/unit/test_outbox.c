@@ -50,6 +50,7 @@ s_setup (void **state)
     snprintf (fx->clock_file, sizeof fx->clock_file, "%s/clock", fx->dir);
     snprintf (fx->endpoint, sizeof fx->endpoint, "ipc://%s/events-in.sock", fx->dir);
     setenv ("PARTA_TEST_CLOCK_FILE", fx->clock_file, 1);
+    clock_test_reload ();
     unsetenv ("PARTA_CURVE");
     unsetenv ("PARTA_CURVE_CERT");
     char err[256];
@@ -66,6 +67,7 @@ s_teardown (void **state)
 {
     fixture_t *fx = *state;
     unsetenv ("PARTA_TEST_CLOCK_FILE");
+    clock_test_reload ();
     config_destroy (&fx->cfg);
     DIR *d = opendir (fx->dir);
     if (d) {
