@@ -39,7 +39,10 @@ typedef struct service_t service_t;
 typedef struct worker_t worker_t;
 
 /*  A request waiting for a worker: the REQUEST header the worker will get
-    (it names the client and the request id) and the client's payload. */
+    (it names the client and the request id) and the client's payload: the
+    payload frame of a REQUEST that came alone, or a copy of a BATCH
+    entry's (a reference into the BATCH's frame would keep all of it alive
+    for the sake of one small request). */
 typedef struct {
     zmq_msg_t header;
     zmq_msg_t payload;
@@ -97,6 +100,7 @@ typedef struct {
     zactor_t *proxy;
     zactor_t *auth;
     zhashx_t *services;         /* name -> service_t* */
+    service_t *last_service;    /* the one s_service found last */
     u64map_t *workers;          /* s_peer_key (routing id) -> worker_t* */
     u64map_t *outs;             /* s_peer_key (routing id) -> out_t*, this pass */
     out_t *dirty, *spare;
@@ -435,6 +439,8 @@ s_service_evict (broker_t *b, int for_worker)
         if (old->workers > 0 || (!for_worker && old->queue.len > 0))
             continue;
         s_queue_answer_all (b, old, &b->no_worker);
+        if (b->last_service == old)
+            b->last_service = NULL;
         char *key = (char *) zhashx_cursor (b->services);
         zhashx_delete (b->services, key);
         return 1;
@@ -445,9 +451,16 @@ s_service_evict (broker_t *b, int for_worker)
 static service_t *
 s_service (broker_t *b, const char *name, int create, int for_worker)
 {
+    /*  The requests of a batch mostly name one service. */
+    if (b->last_service && strcmp (b->last_service->name, name) == 0)
+        return b->last_service;
     service_t *s = zhashx_lookup (b->services, name);
-    if (s || !create)
+    if (s) {
+        b->last_service = s;
         return s;
+    }
+    if (!create)
+        return NULL;
     if (zhashx_size (b->services) >= MAX_SERVICES && !s_service_evict (b, 0)
         && !(for_worker && s_service_evict (b, 1)))
         return NULL;
