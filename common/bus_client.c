@@ -214,20 +214,21 @@ static void s_fail_later (bus_client_t *self, call_t *call, status_t status, con
 
 /*  Sends what was collected. If ZeroMQ refuses it (the DEALER is at its
     high-water mark), each call in it fails as a refused single call does. */
-static void
+static int
 s_flush (bus_client_t *self)
 {
     uint32_t n = self->out.count;
     if (n == 0)
-        return;
+        return 0;
     if (bus_batch_send (&self->out, self->handle, BUS_CLIENT, NULL, 0) == 0)
-        return;
+        return 0;
     int64_t now = clock_mono_ms ();
     for (uint32_t i = 0; i < n; i++) {
         call_t *call = u64map_get (self->calls, self->out_calls[i].id);
         if (call && call->state == CALL_SENT && call->attempt == self->out_calls[i].attempt)
             s_fail_later (self, call, ST_UNAVAILABLE, "bus send queue is full", now);
     }
+    return -1;
 }
 
 /*  Collects an attempt while held. -1 when it must go alone. */
@@ -808,8 +809,10 @@ bus_client_call (bus_client_t *self, const char *service, const char *method,
         if (sync.done)
             break;
         /*  Inside a batch, what the processing started (our retry among
-            it) would wait for the batch's end. */
-        s_flush (self);
+            it) would wait for the batch's end. Refused, its calls fail
+            now: process again at once. */
+        if (s_flush (self) < 0)
+            wait = 0;
         zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
         if (zmq_poll (&item, 1, wait) < 0 && errno == EINTR && zsys_interrupted) {
             bus_client_cancel (self, id);

@@ -648,6 +648,7 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
         static Bus__Request empty = BUS__REQUEST__INIT;
         call.request = &empty;
         bus_call_fail (&call, ST_BAD_REQUEST, NULL, "malformed request envelope");
+        w->now_us = clock_mono_us ();   /* unpacking a large one takes time too */
         return s_pack_reply (&call, NULL);
     }
     call.request = request;
@@ -655,6 +656,7 @@ s_dispatch (worker_t *w, const uint8_t *payload, size_t len, int *wrote)
     if (!m) {
         bus_call_fail (&call, ST_NOT_FOUND, NULL, "no method '%.80s' in service %s",
                        request->method, w->service->name);
+        w->now_us = clock_mono_us ();
         return s_pack_reply (&call, NULL);
     }
     call.method = m;
@@ -1000,8 +1002,10 @@ s_execute (worker_t *w, const uint8_t *header, size_t header_len, const uint8_t 
         s_give (w, reply_header, header_len, reply.data, reply.len);
     }
     arena_reset (w->arena);
-    if (wrote && w->pub)
+    if (wrote && w->pub) {
         outbox_pub_flush (w->pub);
+        w->now_us = clock_mono_us ();   /* publishing counts against the hold too */
+    }
 }
 
 /*  A message from the I/O thread: a REQUEST, or a BATCH of them (its

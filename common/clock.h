@@ -11,7 +11,8 @@
 
 int64_t clock_now_ms (void);
 /*  Looks PARTA_TEST_CLOCK_FILE up again: for tests that change it in their
-    own process (it is otherwise read once). */
+    own process (it is otherwise read once). Call it only while no other
+    thread reads the clock. */
 void clock_test_reload (void);
 int64_t clock_mono_ms (void);
 int64_t clock_mono_us (void);

@@ -1286,7 +1286,8 @@ s_echo_send (bus_client_t *client, calls_t *c)
 /*  The worker, spoken to by a broker played by hand: a REQUEST whose
     header holds more than any broker may send (a 255-byte client address
     and a 255-byte id: 518 bytes, where docs/bus.md allows 32-byte ids) is
-    dropped, not run; the worker stays up and answers the next one. */
+    dropped, not run; the worker stays up and answers the next one. In a
+    BATCH, entries with an empty id or no client are dropped likewise. */
 static void
 test_worker_refuses_oversized_headers (void **state)
 {
@@ -1369,6 +1370,42 @@ test_worker_refuses_oversized_headers (void **state)
     assert_non_null (reply);
     assert_int_equal (reply->status, ST_OK);
     bus__reply__free_unpacked (reply, NULL);
+    s_close_raw (f, n);
+
+    /*  In a BATCH the same: an entry with an empty id, one naming no
+        client, and a fine one; only the fine one is answered. */
+    bus_batch_t batch = {0};
+    const struct {
+        const char *address, *id;
+    } entries[] = {{"cli01", ""}, {"", "id2"}, {"cli01", "ok2"}};
+    for (int k = 0; k < 3; k++) {
+        bus_header_t r = {.side = BUS_WORKER, .command = BUS_WORKER_REQUEST,
+                          .address = (const uint8_t *) entries[k].address,
+                          .address_len = strlen (entries[k].address),
+                          .id = (const uint8_t *) entries[k].id,
+                          .id_len = strlen (entries[k].id)};
+        uint8_t header[BUS_HEADER_MAX];
+        size_t size = bus_header_build (header, &r, BUS_FROM_BROKER);
+        assert_true (size > 0);
+        assert_int_equal (bus_batch_add (&batch, header, size, payload, payload_len), 0);
+    }
+    uint8_t head[BUS_BATCH_HEADER_LEN];
+    bus_batch_header (head, BUS_WORKER, batch.count);
+    zmq_send (zsock_resolve (broker), routing, routing_len, ZMQ_SNDMORE);
+    zmq_send (zsock_resolve (broker), head, sizeof head, ZMQ_SNDMORE);
+    zmq_send (zsock_resolve (broker), batch.data, batch.len, 0);
+    bus_batch_fini (&batch);
+    do {
+        n = s_recv_raw (broker, f, 10000);
+        assert_true (n >= 2);
+        assert_null (bus_header_parse (zmq_msg_data (&f[1]), zmq_msg_size (&f[1]), BUS_TO_BROKER,
+                                       &got));
+        if (got.command != BUS_WORKER_REPLY)
+            s_close_raw (f, n);
+    } while (got.command != BUS_WORKER_REPLY);
+    assert_int_equal (n, 3);    /* one reply: alone, not in a batch */
+    assert_int_equal (got.id_len, 3);
+    assert_memory_equal (got.id, "ok2", 3);
     s_close_raw (f, n);
     /*  Nothing else comes but heartbeats, and the worker lives. */
     while ((n = s_recv_raw (broker, f, 300)) > 0) {
