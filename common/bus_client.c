@@ -621,9 +621,8 @@ s_on_batch (bus_client_t *self, zmq_msg_t *entries, int64_t now)
     size_t size = zmq_msg_size (entries), at = 0, header_len, len;
     while (bus_batch_next (data, size, &at, &header, &header_len, &payload, &len)) {
         bus_header_t h;
-        const char *why = bus_header_parse (header, header_len, BUS_FROM_BROKER, &h);
-        if (!why && (h.side != BUS_CLIENT || h.command != BUS_CLIENT_REPLY))
-            why = "a batch holds something other than a REPLY";
+        const char *why = bus_batch_entry (header, header_len, BUS_FROM_BROKER, BUS_CLIENT,
+                                           BUS_CLIENT_REPLY, &h);
         if (why)
             s_dropped (self, why);
         else

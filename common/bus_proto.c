@@ -312,6 +312,16 @@ bus_batch_check (const void *entries, size_t size, uint32_t count)
     return NULL;
 }
 
+const char *
+bus_batch_entry (const uint8_t *header, size_t header_len, bus_direction_t direction,
+                 bus_side_t side, uint8_t command, bus_header_t *h)
+{
+    const char *why = bus_header_parse (header, header_len, direction, h);
+    if (!why && (h->side != side || h->command != command))
+        why = "a batch entry of another kind than its batch may carry";
+    return why;
+}
+
 int
 bus_batch_next (const void *entries, size_t size, size_t *at, const uint8_t **header,
                 size_t *header_len, const uint8_t **payload, size_t *payload_len)

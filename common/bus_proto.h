@@ -138,6 +138,12 @@ int bus_batch_send (bus_batch_t *b, void *socket, bus_side_t side, const void *a
     at: each is parsed as if it had come alone. */
 const char *bus_batch_check (const void *entries, size_t size, uint32_t count);
 
+/*  Parses a batch entry's header into *h and checks it is `command` of
+    `side` (the only kind a BATCH of that side and direction may carry).
+    NULL when it is, otherwise the reason. */
+const char *bus_batch_entry (const uint8_t *header, size_t header_len, bus_direction_t direction,
+                             bus_side_t side, uint8_t command, bus_header_t *h);
+
 /*  Walks a checked entries frame: *at starts at 0. 1 with the next entry's
     header and payload, 0 at the end. */
 int bus_batch_next (const void *entries, size_t size, size_t *at, const uint8_t **header,

@@ -1008,6 +1008,26 @@ s_execute (worker_t *w, const uint8_t *header, size_t header_len, const uint8_t 
     }
 }
 
+/*  A malformed message, logged at most a few times a second per thread. */
+static void
+s_dropped (log_limit_t *limit, const char *why)
+{
+    unsigned long suppressed;
+    if (log_limit_allow (limit, &suppressed))
+        log_warn (NULL, "worker dropped a message reason=\"%s\" suppressed=%lu", why, suppressed);
+}
+
+/*  What a REQUEST's header may hold (docs/bus.md §3), alone or in a
+    BATCH: the executor answers with a copy of it. NULL when it is fine. */
+static const char *
+s_request_why (const bus_header_t *h, size_t header_len)
+{
+    if (header_len > BUS_HEADER_MAX || h->id_len == 0 || h->id_len > BUS_ID_MAX
+        || h->address_len == 0)
+        return "a REQUEST with an id of 0 or more than 32 bytes, or no client address";
+    return NULL;
+}
+
 /*  A message from the I/O thread: a REQUEST, or a BATCH of them (its
     layout checked there); each entry is checked as if it came alone. */
 static void
@@ -1023,16 +1043,12 @@ s_execute_message (worker_t *w, zmq_msg_t *frames)
     size_t size = zmq_msg_size (&frames[1]), at = 0, header_len, len;
     while (bus_batch_next (entries, size, &at, &header, &header_len, &payload, &len)) {
         bus_header_t h;
-        const char *why = bus_header_parse (header, header_len, BUS_FROM_BROKER, &h);
-        if (!why && (h.side != BUS_WORKER || h.command != BUS_WORKER_REQUEST))
-            why = "a batch holds something other than a REQUEST";
-        if (!why && (h.id_len == 0 || h.id_len > BUS_ID_MAX || h.address_len == 0))
-            why = "a REQUEST with an id of 0 or more than 32 bytes, or no client address";
+        const char *why = bus_batch_entry (header, header_len, BUS_FROM_BROKER, BUS_WORKER,
+                                           BUS_WORKER_REQUEST, &h);
+        if (!why)
+            why = s_request_why (&h, header_len);
         if (why) {
-            unsigned long suppressed;
-            if (log_limit_allow (&w->drop_log, &suppressed))
-                log_warn (NULL, "worker dropped a message reason=\"%s\" suppressed=%lu", why,
-                          suppressed);
+            s_dropped (&w->drop_log, why);
             continue;
         }
         if (w->replies.count && w->now_us - w->replies_since >= REPLY_HOLD_US)
@@ -1211,14 +1227,6 @@ s_reconnect (io_t *io, const char *why)
     s_connect (io);
 }
 
-static void
-s_io_dropped (io_t *io, const char *why)
-{
-    unsigned long suppressed;
-    if (log_limit_allow (&io->drop_log, &suppressed))
-        log_warn (NULL, "worker dropped a message reason=\"%s\" suppressed=%lu", why, suppressed);
-}
-
 /*  A request, as it came, goes to the executor, which answers with its
     header. */
 static void
@@ -1252,13 +1260,8 @@ s_from_broker (io_t *io)
                                             BUS_FROM_BROKER, &head);
         if (!why && (extra || count != head.frames || head.side != BUS_WORKER))
             why = "wrong number of frames or a client's command";
-        /*  What a REQUEST's header may hold (docs/bus.md §3): the executor
-            answers with a copy of it. A BATCH's entries are held to the
-            same by bus_batch_check and the executor. */
-        if (!why && head.command == BUS_WORKER_REQUEST
-            && (zmq_msg_size (&frames[0]) > BUS_HEADER_MAX || head.id_len == 0
-                || head.id_len > BUS_ID_MAX || head.address_len == 0))
-            why = "a REQUEST with an id of 0 or more than 32 bytes, or no client address";
+        if (!why && head.command == BUS_WORKER_REQUEST)
+            why = s_request_why (&head, zmq_msg_size (&frames[0]));
         if (!why && head.command == BUS_WORKER_BATCH)
             why = bus_batch_check (zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]),
                                    head.number);
@@ -1267,7 +1270,7 @@ s_from_broker (io_t *io)
         else if (!why && head.command == BUS_WORKER_DISCONNECT)
             rc = -1;
         else if (why)
-            s_io_dropped (io, why);
+            s_dropped (&io->drop_log, why);
         s_close_frames (frames, count);
         if (rc)
             return rc;

@@ -678,9 +678,8 @@ s_worker_batch (broker_t *b, worker_t *w, zmq_msg_t *entries)
     size_t size = zmq_msg_size (entries);
     while (bus_batch_next (data, size, &at, &header, &header_len, &payload, &len)) {
         bus_header_t h;
-        const char *why = bus_header_parse (header, header_len, BUS_TO_BROKER, &h);
-        if (!why && (h.side != BUS_WORKER || h.command != BUS_WORKER_REPLY))
-            why = "a worker's batch holds something other than a REPLY";
+        const char *why = bus_batch_entry (header, header_len, BUS_TO_BROKER, BUS_WORKER,
+                                           BUS_WORKER_REPLY, &h);
         if (why)
             s_drop (b, why, "worker");
         else
@@ -927,9 +926,8 @@ s_on_client (broker_t *b, zmq_msg_t *f, const bus_header_t *h)
     size_t size = zmq_msg_size (&f[2]), at = 0, header_len, len;
     while (bus_batch_next (data, size, &at, &header, &header_len, &payload, &len)) {
         bus_header_t eh;
-        const char *why = bus_header_parse (header, header_len, BUS_TO_BROKER, &eh);
-        if (!why && (eh.side != BUS_CLIENT || eh.command != BUS_CLIENT_REQUEST))
-            why = "a client's batch holds something other than a REQUEST";
+        const char *why = bus_batch_entry (header, header_len, BUS_TO_BROKER, BUS_CLIENT,
+                                           BUS_CLIENT_REQUEST, &eh);
         if (why)
             s_drop (b, why, "client");
         else

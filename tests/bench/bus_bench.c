@@ -945,22 +945,30 @@ out:
     return rc;
 }
 
-static int
-s_measure_direct (transport_t *t, const char *dir, int with_fixed)
+/*  A direct echo over t's transport, its ipc socket or CURVE keys under
+    dir named after `tag`. NULL on failure. */
+static direct_driver_t *
+s_direct_for (transport_t *t, const char *dir, const char *tag)
 {
     char endpoint[320], curve[300];
     const char *curve_dir = NULL;
     if (strcmp (t->name, "ipc") == 0)
-        snprintf (endpoint, sizeof endpoint, "ipc://%s/direct.sock", dir);
+        snprintf (endpoint, sizeof endpoint, "ipc://%s/%s.sock", dir, tag);
     else
         snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:*");
     if (strcmp (t->name, "curve") == 0) {
-        snprintf (curve, sizeof curve, "%s/curve", dir);
+        snprintf (curve, sizeof curve, "%s/curve-%s", dir, tag);
         if (curve_keygen (curve))
-            return -1;
+            return NULL;
         curve_dir = curve;
     }
-    direct_driver_t *d = s_direct_driver_new (endpoint, curve_dir);
+    return s_direct_driver_new (endpoint, curve_dir);
+}
+
+static int
+s_measure_direct (transport_t *t, const char *dir, int with_fixed)
+{
+    direct_driver_t *d = s_direct_for (t, dir, "direct");
     if (!d)
         return -1;
     t->direct.sync = s_closed_loop (&d->base, 1, s_run_s);
@@ -1010,22 +1018,12 @@ s_measure_paired (transport_t *t, int workers, const char *dir)
     int rc = -1;
     bus_driver_t *b = NULL;
     direct_driver_t *d = NULL;
-    char endpoint[320], curve[300];
-    const char *curve_dir = NULL;
-    if (strcmp (t->name, "ipc") == 0)
-        snprintf (endpoint, sizeof endpoint, "ipc://%s/paired-%d.sock", dir, workers);
-    else
-        snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:*");
-    if (strcmp (t->name, "curve") == 0) {
-        snprintf (curve, sizeof curve, "%s/curve-paired-%d", dir, workers);
-        if (curve_keygen (curve))
-            return -1;
-        curve_dir = curve;
-    }
+    char tag[32];
+    snprintf (tag, sizeof tag, "paired-%d", workers);
     if (s_stack_start (&st, t->name, workers, s_default_credit ()))
         goto out;
     b = s_bus_driver_new (st.h.cfg);
-    d = s_direct_driver_new (endpoint, curve_dir);
+    d = s_direct_for (t, dir, tag);
     if (!b || !d)
         goto out;
     paired_t *p = &t->paired[workers];
