@@ -622,3 +622,31 @@ describe('with Redis hung (it accepts, but does not answer)', { timeout: 180000 
         assert.equal(back.json.checks.redis, 'ok', back.text);
     });
 });
+
+describe('the trace id', { timeout: 120000 }, () => {
+    const suiteStack = stackForSuite({ env: { PARTA_LOG: 'debug' } });
+    let stack;
+    beforeEach(() => { stack = suiteStack(); });
+
+    it('each HTTP request gets its own, answered in X-Trace-Id, sent with its bus calls and logged by the gateway and the services they reach', async () => {
+        const u = await signUp(stack, { fullName: 'Trace Reader' });
+        const first = await stack.get('/v1/me', { token: u.token });
+        const second = await stack.get('/v1/me', { token: u.token });
+        assert.equal(first.status, 200, first.text);
+        const trace = first.headers.get('x-trace-id');
+        assert.match(String(trace), /^[0-9A-HJKMNP-TV-Z]{26}$/, 'a ULID');
+        assert.notEqual(second.headers.get('x-trace-id'), trace, 'one per request');
+        // Log lines are "<level> <process> <trace> <message>".
+        const lineWith = (name, re) => stack.log(name).split('\n')
+            .find((l) => l.split(' ')[2] === trace && re.test(l));
+        const seen = await waitFor(() => lineWith('gateway', /GET \/v1\/me/) && lineWith('identity', /method=identity\.me\b/));
+        assert.ok(seen, `the trace ${trace} in the gateway's and identity's logs\n${stack.logTails(10, ['gateway', 'identity'])}`);
+        // An error answered by a service carries it too.
+        const bad = await stack.post('/v1/auth/otp', { phone: 'not a phone' });
+        assert.equal(bad.status, 400, bad.text);
+        const badTrace = bad.headers.get('x-trace-id');
+        assert.match(String(badTrace), /^[0-9A-HJKMNP-TV-Z]{26}$/);
+        assert.ok(await waitFor(() => stack.log('identity').split('\n').some((l) => l.split(' ')[2] === badTrace)),
+            `identity logged the refused request under ${badTrace}\n${stack.logTails(10, ['identity'])}`);
+    });
+});
