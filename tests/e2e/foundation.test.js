@@ -68,6 +68,25 @@ describe('the stack as make run starts it', { timeout: 180000 }, () => {
         assert.ok(healthz >= 2, `GET /healthz 200 counted twice more (got ${healthz}):\n${now.text}`);
         const otp = counter(now.lines, 'POST /v1/auth/otp', 400) - counter(before.lines, 'POST /v1/auth/otp', 400);
         assert.equal(otp, 1, `POST /v1/auth/otp 400 counted once more:\n${now.text}`);
+        // Latency histograms per route: buckets, the +Inf one counting them all.
+        const inf = (lines) => {
+            const line = lines.find((l) => l.startsWith('parta_http_requests_duration_seconds_bucket{') &&
+                l.includes('"GET /healthz"') && l.includes('le="+Inf"'));
+            return line ? Number(line.split(' ').pop()) : 0;
+        };
+        assert.ok(inf(now.lines) - inf(before.lines) >= 2, `GET /healthz in its latency histogram:\n${now.text}`);
+        assert.ok(now.lines.some((l) => /^# TYPE parta_http_requests_duration_seconds histogram$/.test(l)), now.text);
+        // The gateway's bus calls, by method and status: the refused OTP
+        // request went to identity and came back bad_request (1).
+        const call = (lines) => {
+            const line = lines.find((l) => l.startsWith('parta_bus_calls_total{') && l.includes('"identity.otp_send"') &&
+                l.includes('"1"'));
+            return line ? Number(line.split(' ').pop()) : 0;
+        };
+        assert.equal(call(now.lines) - call(before.lines), 1, `identity.otp_send counted as a bus call:\n${now.text}`);
+        // WebSocket connections and rate-limit rejections are there too.
+        assert.ok(now.lines.includes('# TYPE parta_ws_connections gauge'), now.text);
+        assert.ok(now.lines.includes('# TYPE parta_rate_limited_total counter'), now.text);
     });
 
     it('an unknown route is 404 not_found', async () => {
@@ -519,6 +538,20 @@ describe('the per-IP rate limit', { timeout: 180000 }, () => {
     });
     let stack;
     beforeEach(() => { stack = suiteStack(); });
+
+    it('/metrics counts refusals by rate-limit class', async () => {
+        const refused = async (cls) => {
+            const res = await stack.get('/metrics');
+            assert.equal(res.status, 200, res.text);
+            const line = res.text.split('\n').find((l) => l.startsWith(`parta_rate_limited_total{class="${cls}"} `));
+            return line ? Number(line.split(' ').pop()) : 0;
+        };
+        const before = await refused('otp_phone');
+        const phone = newPhone();
+        assert.equal((await stack.post('/v1/auth/otp', { phone })).status, 202);
+        assertError(await stack.post('/v1/auth/otp', { phone }), 429, 'rate_limited', null);
+        assert.equal(await refused('otp_phone') - before, 1);
+    });
 
     it('answers 429 rate_limited with Retry-After once a client sends too much', async () => {
         let limited = null;
