@@ -8,6 +8,7 @@
 const { describe, it, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const path = require('node:path');
 const {
     startStack, stackForSuite, limits, assertError, requestCode, newPhone, waitFor, alive, signUp,
 } = require('./lib/stack');
@@ -31,6 +32,12 @@ describe('the stack as make run starts it', { timeout: 180000 }, () => {
         assert.equal(res.json.checks.redis, 'ok', res.text);
         for (const s of SERVICES)
             assert.ok(res.json.checks.services[s] >= 1, `at least one ${s} worker: ${res.text}`);
+        // CURVE is on: the keys were made at the first start, and the
+        // broker admits the client key listed in allowed/.
+        const curve = path.join(stack.dataDir, 'curve');
+        for (const f of ['broker.cert', 'broker.cert_secret', 'client.cert', 'client.cert_secret', 'allowed/client.cert'])
+            assert.ok(fs.existsSync(path.join(curve, f)), `${f} in the keys directory`);
+        assert.match(stack.log('broker'), /curve=on/, 'the broker says CURVE is on');
     });
 
     it('/healthz answers 200', async () => {
